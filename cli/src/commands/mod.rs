@@ -1,0 +1,18 @@
+//! One module per command. Each takes its parsed arguments and returns the exit code.
+
+use crate::args::{Cli, Command};
+use std::process::ExitCode;
+
+mod fmt;
+mod offers;
+mod validate;
+
+/// Runs the parsed command line.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let color = crate::printer::use_color(cli.no_color);
+    match *cli.command {
+        Command::Offers(args) => offers::run(&args, color),
+        Command::Validate(args) => validate::run(&args, color),
+        Command::Fmt(args) => fmt::run(&args),
+    }
+}

@@ -1,0 +1,1 @@
+//! The planner: desired fleets versus state. Filled by the plan-engine issue.
