@@ -15,6 +15,9 @@ pub struct Query {
     pub max_price: Option<f64>,
     /// Allowed providers.
     pub providers: Vec<ProviderKind>,
+    /// Per-provider region limits (from provider blocks' `regions`); a provider not listed, or
+    /// listed with no regions, is limited only by `regions`.
+    pub provider_regions: Vec<(ProviderKind, Vec<String>)>,
     /// Allowed regions.
     pub regions: Vec<String>,
     /// Allowed zones (a mounted volume pins its node's zone); region-level offers (empty zone)
