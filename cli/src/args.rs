@@ -23,6 +23,89 @@ pub(crate) enum Command {
     Validate(ConfigArgs),
     /// Rewrite fleet files in canonical format.
     Fmt(FmtArgs),
+    /// Show what apply would change, which offer each node gets and what it costs.
+    Plan(PlanArgs),
+    /// Render a saved plan file.
+    Show(ShowArgs),
+    /// Print the dependency graph of the plan's operations.
+    Graph(GraphArgs),
+}
+
+/// Everything that decides a plan: fleet files, variables, state, catalog, and what to plan.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct PlanInputs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// State location: a path (default: DIR/flotilla.state.json, or the fleet files'
+    /// `state { url }`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) state: Option<String>,
+    /// Price against this catalog CSV instead of the embedded snapshot.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) catalog: Option<PathBuf>,
+    /// Only these resources and what they depend on; repeatable.
+    #[arg(long = "target", value_name = "ADDR")]
+    pub(crate) targets: Vec<String>,
+    /// Force these resources to be replaced; repeatable.
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub(crate) replace: Vec<String>,
+    /// Plan the removal of everything in state.
+    #[arg(long)]
+    pub(crate) destroy: bool,
+    /// Read the providers' view of the resources first (`--refresh=false` skips it). Offline
+    /// plans have no provider to ask, so this has no effect until a provider is configured
+    /// with credentials.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub(crate) refresh: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub(crate) enum PlanFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    #[command(flatten)]
+    pub(crate) inputs: PlanInputs,
+    /// Save the plan to this file, for `flotilla show` and `flotilla apply PLANFILE`.
+    #[arg(long, value_name = "PLANFILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: PlanFormat,
+    /// Exit 0 when nothing changes, 2 when something does, 1 on error.
+    #[arg(long)]
+    pub(crate) detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The plan file written by `flotilla plan --out`.
+    #[arg(value_name = "PLANFILE")]
+    pub(crate) plan: PathBuf,
+    /// Print the plan JSON (docs/plan-json.md) instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub(crate) enum GraphFormat {
+    #[default]
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GraphArgs {
+    #[command(flatten)]
+    pub(crate) inputs: PlanInputs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "dot")]
+    pub(crate) format: GraphFormat,
 }
 
 /// Which fleet files to read, and with which variables.

@@ -54,3 +54,21 @@ pub(crate) fn report(err: &anyhow::Error) {
         eprint!("{out}");
     }
 }
+
+/// Writes data to stdout; a closed pipe (`flotilla plan | head`) is not an error.
+pub(crate) fn stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+/// A message for the person at the terminal (stderr), not data.
+pub(crate) fn info(text: &str) {
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("{text}");
+    }
+}

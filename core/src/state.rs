@@ -1,1 +1,328 @@
-//! The state document and the [`StateStore`] port. Filled by the plan-engine issue.
+//! The state document and the [`StateStore`] port.
+//!
+//! State is what flotilla believes exists: every instance, volume and gateway it made, with the
+//! offer each instance took and the provider's id for it. It is JSON, so that a person can read
+//! it and `flotilla state` can edit it; `lineage` names one state's history (a UUID made when it
+//! is first written) and `serial` rises on every write, so that a saved plan can tell it was
+//! made against an older state. Stores (a local file, S3, GCS, Azure Blob) live in the
+//! `flotilla-state` crate; this module only defines the port they implement.
+//!
+//! No credential ever lands here: attributes hold ids, addresses and sizes only.
+
+use crate::catalog::{Offer, ProviderKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The `format_version` this flotilla writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The state document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Document format; a newer one is refused (upgrade flotilla).
+    pub format_version: u32,
+    /// The flotilla that last wrote it.
+    pub flotilla_version: String,
+    /// UUID naming this state's history; made on first write, never changed.
+    pub lineage: String,
+    /// Raised by one on every write.
+    pub serial: u64,
+    /// Every resource flotilla manages, sorted by address.
+    pub resources: Vec<Resource>,
+    /// Output values after the last apply.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, serde_json::Value>,
+}
+
+impl State {
+    /// An empty state with a new lineage and serial 0 (what a missing state file reads as).
+    pub fn empty() -> State {
+        State {
+            format_version: FORMAT_VERSION,
+            flotilla_version: crate::VERSION.to_string(),
+            lineage: uuid::Uuid::new_v4().to_string(),
+            serial: 0,
+            resources: Vec::new(),
+            outputs: BTreeMap::new(),
+        }
+    }
+
+    /// The resource at `address`.
+    pub fn get(&self, address: &str) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.address == address)
+    }
+
+    /// Parse and check a state document; refuses foreign, corrupt or newer documents with a
+    /// message that says what to do. `origin` names the file or URL in messages.
+    pub fn from_json(text: &str, origin: &str) -> Result<State, StateError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| StateError::Corrupt {
+                url: origin.to_string(),
+                message: format!("not JSON: {e}"),
+            })?;
+        let Some(version) = value.get("format_version") else {
+            return Err(StateError::Corrupt {
+                url: origin.to_string(),
+                message: "no `format_version`: this is not a flotilla state file".to_string(),
+            });
+        };
+        match version.as_u64() {
+            Some(v) if v == u64::from(FORMAT_VERSION) => {}
+            Some(v) if v > u64::from(FORMAT_VERSION) => {
+                return Err(StateError::TooNew {
+                    url: origin.to_string(),
+                    format_version: v,
+                    writer: value
+                        .get("flotilla_version")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("unknown")
+                        .to_string(),
+                });
+            }
+            _ => {
+                return Err(StateError::Corrupt {
+                    url: origin.to_string(),
+                    message: format!("unknown format_version {version}"),
+                });
+            }
+        }
+        serde_json::from_value(value).map_err(|e| StateError::Corrupt {
+            url: origin.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The document as pretty JSON with a trailing newline, resources sorted by address.
+    pub fn to_json(&self) -> String {
+        let mut sorted = self.clone();
+        sorted.resources.sort_by(|a, b| address_cmp(&a.address, &b.address));
+        let mut s = serde_json::to_string_pretty(&sorted).expect("State serialises");
+        s.push('\n');
+        s
+    }
+}
+
+/// Orders addresses as people expect: `fleet.a[2]` before `fleet.a[10]`.
+pub fn address_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn split(s: &str) -> (&str, Option<u64>) {
+        match s.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
+            Some((base, idx)) => (base, idx.parse().ok()),
+            None => (s, None),
+        }
+    }
+    let (ab, ai) = split(a);
+    let (bb, bi) = split(b);
+    ab.cmp(bb).then(ai.cmp(&bi)).then_with(|| a.cmp(b))
+}
+
+/// What a resource is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    /// One node of a fleet: a VM or a bare-metal host.
+    Instance,
+    /// A network disk mounted by one node.
+    Volume,
+    /// A load balancer in front of fleets.
+    Gateway,
+}
+
+impl ResourceKind {
+    /// `instance`, `volume`, `gateway`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Instance => "instance",
+            ResourceKind::Volume => "volume",
+            ResourceKind::Gateway => "gateway",
+        }
+    }
+}
+
+/// One managed resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// `fleet.train[0]`, `volume.ckpt[0]`, `gateway.serve`.
+    pub address: String,
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Who runs it.
+    pub provider: ProviderKind,
+    /// The provider's id (`i-0abc…`, `vol-…`, an ARN, a self link, a host name).
+    pub provider_id: String,
+    /// Region.
+    pub region: String,
+    /// Zone; empty when not zonal.
+    pub zone: String,
+    /// The offer an instance took; `None` for volumes and gateways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<Offer>,
+    /// Kind-specific attributes: an instance's `private_ip`, `public_ip`, `tags`, `disk_gib`;
+    /// a volume's `size_gib`, `type`, `attached_to`; a gateway's `targets`, `domain`, `port`,
+    /// `dns_name`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, serde_json::Value>,
+    /// Addresses this resource depends on (an instance on its volumes, a gateway on its
+    /// targets), so that a destroy runs in the right order even after the config is gone.
+    #[serde(default)]
+    pub dependencies: Vec<String>,
+}
+
+/// Who holds a state lock, for "state is locked by … since …".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockInfo {
+    /// Lock id, for `flotilla force-unlock ID`.
+    pub id: String,
+    /// `plan`, `apply`, `destroy`, `state rm`…
+    pub operation: String,
+    /// `user@host (pid N)`.
+    pub who: String,
+    /// When it was taken, RFC 3339 UTC.
+    pub created: String,
+}
+
+impl LockInfo {
+    /// A new lock description for `operation` by this process.
+    pub fn new(operation: &str) -> LockInfo {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("USERNAME"))
+            .unwrap_or_else(|_| "unknown".to_string());
+        let host = std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_string());
+        LockInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            operation: operation.to_string(),
+            who: format!("{user}@{host} (pid {})", std::process::id()),
+            created: rfc3339_now(),
+        }
+    }
+}
+
+/// The current time as RFC 3339 UTC, to the second.
+pub fn rfc3339_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// The version of a stored document a write is conditional on: an ETag, a generation, or for a
+/// local file its serial and digest. Opaque to everything but the store that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVersion(pub String);
+
+/// Why a state store operation failed. Every variant names the state's URL.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The document is not a flotilla state, or is damaged.
+    #[error(
+        "state `{url}` is corrupt: {message}; it was left untouched. Restore it from its backup \
+         (`{url}.backup` for a local file, or the bucket's previous version) or fix it by hand"
+    )]
+    Corrupt {
+        /// The state's location.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Written by a newer flotilla.
+    #[error(
+        "state `{url}` has format_version {format_version}, written by flotilla {writer}; this is \
+         flotilla {ours}. Upgrade flotilla to use it",
+        ours = crate::VERSION
+    )]
+    TooNew {
+        /// The state's location.
+        url: String,
+        /// The document's format version.
+        format_version: u64,
+        /// The flotilla version that wrote it.
+        writer: String,
+    },
+    /// Another process holds the lock.
+    #[error(
+        "state `{url}` is locked by {} since {} (operation: {}, lock id {}); wait for it to finish, or if it died run `flotilla force-unlock {}`",
+        holder.who, holder.created, holder.operation, holder.id, holder.id
+    )]
+    Locked {
+        /// The state's location.
+        url: String,
+        /// Who holds it.
+        holder: LockInfo,
+    },
+    /// A conditional write lost: someone else wrote the state since it was read.
+    #[error(
+        "state `{url}` was changed by someone else since it was read (expected version {expected}); nothing was overwritten. Run the command again"
+    )]
+    Conflict {
+        /// The state's location.
+        url: String,
+        /// The version the write was conditional on.
+        expected: String,
+    },
+    /// Storage failed (I/O, network, permission).
+    #[error("state `{url}`: {message}")]
+    Storage {
+        /// The state's location.
+        url: String,
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// Where the state document lives. Implemented by `flotilla-state` for a local file and object
+/// stores; every write is conditional on the version last read, so a concurrent writer can
+/// never be overwritten.
+///
+/// Futures are boxed so that the binary can pick a store at run time (`dyn StateStore`).
+pub trait StateStore: Send + Sync {
+    /// Where it is, for messages: a path or `s3://bucket/key`.
+    fn url(&self) -> String;
+
+    /// Takes the exclusive lock for one operation, or fails with [`StateError::Locked`] naming
+    /// the holder. Held until [`StateStore::unlock`] or the process ends.
+    fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Releases this process's lock.
+    fn unlock<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Breaks a lock by id, whoever holds it (`flotilla force-unlock`).
+    fn force_unlock<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Reads the document and its version; `None` when there is none yet.
+    fn read(&self) -> BoxFuture<'_, Result<Option<(State, StoredVersion)>, StateError>>;
+
+    /// Writes `state` if the stored version is still `expected` (`None`: only if there is no
+    /// document yet); returns the new version, or [`StateError::Conflict`].
+    fn write<'a>(
+        &'a self,
+        state: &'a State,
+        expected: Option<&'a StoredVersion>,
+    ) -> BoxFuture<'a, Result<StoredVersion, StateError>>;
+}
+
+/// A boxed, sendable future, so [`StateStore`] can be used as a trait object.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -4,7 +4,10 @@ use crate::args::{Cli, Command};
 use std::process::ExitCode;
 
 mod fmt;
+mod graph;
 mod offers;
+mod plan;
+mod show;
 mod validate;
 
 /// Runs the parsed command line.
@@ -14,5 +17,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Offers(args) => offers::run(&args, color),
         Command::Validate(args) => validate::run(&args, color),
         Command::Fmt(args) => fmt::run(&args),
+        Command::Plan(args) => plan::run(&args, color),
+        Command::Show(args) => show::run(&args, color),
+        Command::Graph(args) => graph::run(&args),
     }
 }

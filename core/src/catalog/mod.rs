@@ -233,7 +233,7 @@ impl Catalog {
     }
 
     /// The offers matching `query`, cheapest first. Lazy: borrows, never copies.
-    pub fn query<'a>(&'a self, query: &'a Query) -> impl Iterator<Item = &'a Offer> + 'a {
+    pub fn query<'a: 'q, 'q>(&'a self, query: &'q Query) -> impl Iterator<Item = &'a Offer> + 'q {
         query::run(self, query)
     }
 

@@ -41,7 +41,10 @@ impl Query {
     }
 }
 
-pub(super) fn run<'a>(catalog: &'a Catalog, query: &'a Query) -> impl Iterator<Item = &'a Offer> + 'a {
+pub(super) fn run<'a: 'q, 'q>(
+    catalog: &'a Catalog,
+    query: &'q Query,
+) -> impl Iterator<Item = &'a Offer> + 'q {
     let _ = query;
     catalog.offers.iter()
 }

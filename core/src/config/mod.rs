@@ -190,13 +190,13 @@ pub struct Host {
 }
 
 impl Host {
-    /// The host as an offer of quantity one: provider `baremetal`, region `onprem`, zone and
+    /// The host as an offer of quantity one: provider `baremetal`, region `onprem`, no zone,
     /// instance type the host's name, at its `price`.
     pub fn offer(&self) -> Offer {
         Offer {
             provider: ProviderKind::Baremetal,
             region: "onprem".to_string(),
-            zone: self.name.clone(),
+            zone: String::new(),
             instance_type: self.name.clone(),
             gpu_vendor: self.gpu_vendor,
             gpu_name: self.gpu_name.clone(),

@@ -1,1 +1,236 @@
-//! The planner: desired fleets versus state. Filled by the plan-engine issue.
+//! The planner: desired fleets versus state, offer selection, the dependency graph, renderers.
+//!
+//! [`plan`] takes the evaluated [`Config`], the current [`State`] and a [`Catalog`], and
+//! returns a [`Plan`]: one [`Change`] per resource (create, update, replace, delete, no-op),
+//! each with a reason, the offer each new node takes, the order the changes must run in, and
+//! what it all costs. It does no I/O, so it is deterministic: the same inputs give a
+//! byte-identical plan on every machine.
+//!
+//! - `select`: which offer each node of a fleet gets (kept, cheapest, cluster group, hosts).
+//! - `diff`: desired resources versus state, producing the changes.
+//! - [`graph`]: the dependency DAG over the changes' operations (petgraph).
+//! - [`render`]: text, JSON and markdown.
+
+use crate::catalog::Offer;
+use crate::config::Config;
+use crate::state::{ResourceKind, State};
+use serde::{Deserialize, Serialize};
+
+mod diff;
+pub mod graph;
+pub mod render;
+mod select;
+#[cfg(test)]
+mod tests;
+
+/// The `format_version` of plan JSON and plan files.
+pub const PLAN_FORMAT_VERSION: &str = "1";
+
+/// Hours in the month a plan's monthly cost assumes (as AWS and Infracost count).
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--target ADDR`: only these resources (a fleet `fleet.x`, a node `fleet.x[2]`, a volume,
+    /// a gateway) and what they depend on. Empty is everything.
+    pub targets: Vec<String>,
+    /// `--replace ADDR`: force these resources to be replaced.
+    pub replace: Vec<String>,
+    /// `--destroy`: remove everything in state.
+    pub destroy: bool,
+}
+
+/// What a change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Make it.
+    Create,
+    /// Change it in place (tags, gateway targets).
+    Update,
+    /// Destroy it and make it anew.
+    Replace,
+    /// Destroy it.
+    Delete,
+    /// Leave it as it is.
+    NoOp,
+}
+
+impl Action {
+    /// `create`, `update`, `replace`, `delete`, `no-op`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::NoOp => "no-op",
+        }
+    }
+
+    /// Terraform's symbol: `+`, `~`, `-/+`, `-`, or a space for no-op.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::NoOp => " ",
+        }
+    }
+}
+
+/// One resource's change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// `fleet.train[0]`, `volume.ckpt[0]`, `gateway.serve`.
+    pub address: String,
+    /// What it is.
+    pub kind: ResourceKind,
+    /// What happens.
+    pub action: Action,
+    /// Why, in a few words: `new node`, `gpu: A100 does not match H100`, `scale down to 2`.
+    pub reason: String,
+    /// Addresses this change waits for (volumes of a node, targets of a gateway).
+    pub depends_on: Vec<String>,
+    /// Its attributes now (`None` when it does not exist yet).
+    pub before: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Its attributes after the change (`None` when it is deleted). For an instance:
+    /// `provider`, `region`, `zone`, `instance_type`, `spot`, `price_per_hour`, `gpu`.
+    pub after: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Attributes whose change forces the replacement (rendered `# forces replacement`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub forces_replacement: Vec<String>,
+    /// Warnings a reviewer must see: data loss, a cheaper offer for a kept node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// The offers considered for one fleet, for the plan's offers table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetOffers {
+    /// The fleet's name.
+    pub fleet: String,
+    /// How many offers satisfy the fleet's constraints.
+    pub matched: usize,
+    /// The chosen offer first, then the next two by rank.
+    pub top: Vec<Offer>,
+}
+
+/// Counts of `Plan: X to add, Y to change, Z to destroy.` (a replace counts as one add and one
+/// destroy, as in Terraform).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Creates and replaces.
+    pub add: usize,
+    /// Updates.
+    pub change: usize,
+    /// Deletes and replaces.
+    pub destroy: usize,
+}
+
+/// What the instances cost, USD.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Per hour now.
+    pub before_per_hour: f64,
+    /// Per hour after the plan.
+    pub after_per_hour: f64,
+    /// After minus before, per hour.
+    pub delta_per_hour: f64,
+    /// After minus before, per 730-hour month.
+    pub delta_per_month: f64,
+}
+
+/// The state a plan was made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRef {
+    /// The state's lineage.
+    pub lineage: String,
+    /// The state's serial.
+    pub serial: u64,
+}
+
+/// A reviewed, costed, ordered set of changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub format_version: String,
+    /// The flotilla that made it.
+    pub flotilla_version: String,
+    /// The state it was made against; applying it to any other state is refused.
+    pub state: StateRef,
+    /// [`Config::digest`] of the configuration it was made from.
+    pub config_digest: String,
+    /// Which catalog priced it (`embedded snapshot`, a path).
+    pub catalog: String,
+    /// Every resource's change, no-ops included, in address order.
+    pub changes: Vec<Change>,
+    /// The offers table, one entry per fleet with nodes to place.
+    pub offers: Vec<FleetOffers>,
+    /// Counts for the summary line.
+    pub summary: Summary,
+    /// Cost before, after and the difference.
+    pub cost: Cost,
+    /// Whether this plan destroys everything (`--destroy`).
+    #[serde(default)]
+    pub destroy: bool,
+}
+
+impl Plan {
+    /// Whether anything would change.
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::NoOp)
+    }
+}
+
+/// Why a plan cannot be made. Each names the fleet or resource and what to do.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// No offer satisfies a fleet; the message names the constraint that emptied the set.
+    #[error("fleet `{fleet}` ({origin}): no offer satisfies it: {explanation}")]
+    NoOffer {
+        /// The fleet.
+        fleet: String,
+        /// Where it is declared.
+        origin: String,
+        /// Which constraint emptied the candidate set.
+        explanation: String,
+    },
+    /// A change would destroy a volume with `prevent_destroy = true`.
+    #[error(
+        "`{address}` has prevent_destroy = true, but the plan would destroy it ({why}); remove prevent_destroy from volume `{volume}` if the data may really be lost, or change the plan"
+    )]
+    PreventDestroy {
+        /// The volume's address.
+        address: String,
+        /// The volume block.
+        volume: String,
+        /// What would destroy it.
+        why: String,
+    },
+    /// `--target` or `--replace` names nothing that exists or is configured.
+    #[error("{flag} `{address}` matches no resource in the configuration or the state{hint}")]
+    UnknownAddress {
+        /// `--target` or `--replace`.
+        flag: String,
+        /// The address given.
+        address: String,
+        /// A did-you-mean, starting with `; `.
+        hint: String,
+    },
+    /// The dependency graph has a cycle.
+    #[error("dependency cycle: {0}")]
+    Cycle(String),
+}
+
+/// Makes the plan. Pure: no I/O, deterministic.
+pub fn plan(
+    config: &Config,
+    state: &State,
+    catalog: &crate::catalog::Catalog,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    diff::plan(config, state, catalog, options)
+}

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 mod parse;
+#[cfg(test)]
+mod tests;
 
 pub use parse::SpecError;
 

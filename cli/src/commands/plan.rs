@@ -1,0 +1,169 @@
+//! `flotilla plan`: fleet files + state + catalog -> a rendered plan, optionally saved.
+
+use crate::args::{PlanArgs, PlanFormat, PlanInputs};
+use anyhow::Context as _;
+use flotilla_core::catalog::Catalog;
+use flotilla_core::config::{self, Config, LoadOptions, VarArg};
+use flotilla_core::plan::{self, Plan, PlanOptions, render};
+use flotilla_core::state::{LockInfo, State, StateStore};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// The environment variable prefix for variables (`FLOTILLA_VAR_max_price=40`).
+pub(crate) const VAR_ENV_PREFIX: &str = "FLOTILLA_VAR_";
+
+/// The state file used when neither `--state` nor `state { url }` names one.
+pub(crate) const DEFAULT_STATE_FILE: &str = "flotilla.state.json";
+
+pub(crate) fn run(args: &PlanArgs, color: bool) -> anyhow::Result<ExitCode> {
+    let made = make_plan(&args.inputs, "plan")?;
+    let out = match args.format {
+        PlanFormat::Text => render::text(&made.plan, color),
+        PlanFormat::Json => render::json(&made.plan),
+        PlanFormat::Markdown => render::markdown(&made.plan),
+    };
+    crate::printer::stdout(&out)?;
+    if let Some(path) = &args.out {
+        write_plan_file(path, &made.plan)?;
+        crate::printer::info(&format!(
+            "Saved the plan to {}. To carry it out exactly: flotilla apply {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(if args.detailed_exitcode && made.plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A plan with what it was made from.
+pub(crate) struct MadePlan {
+    /// The plan.
+    pub(crate) plan: Plan,
+    /// The configuration it was made from.
+    #[allow(dead_code)]
+    pub(crate) config: Config,
+}
+
+/// Loads everything a plan needs and makes it, holding the state lock while it reads.
+pub(crate) fn make_plan(inputs: &PlanInputs, operation: &str) -> anyhow::Result<MadePlan> {
+    let config = load_config(&inputs.config)?;
+    let catalog = load_catalog(inputs.catalog.as_deref())?;
+    let url = state_url(inputs, &config);
+    let store = flotilla_state::open(&url)?;
+    let state = read_state(store.as_ref(), operation)?;
+    let options = PlanOptions {
+        targets: inputs.targets.clone(),
+        replace: inputs.replace.clone(),
+        destroy: inputs.destroy,
+    };
+    let plan = plan::plan(&config, &state, &catalog, &options)?;
+    Ok(MadePlan { plan, config })
+}
+
+/// Reads the fleet files with the command line's and the environment's variables.
+pub(crate) fn load_config(args: &crate::args::ConfigArgs) -> anyhow::Result<Config> {
+    let mut var_args: Vec<VarArg> = args.var_files.iter().cloned().map(VarArg::File).collect();
+    for v in &args.vars {
+        let Some((name, value)) = v.split_once('=') else {
+            anyhow::bail!("--var `{v}` is not NAME=VALUE; write it as --var {v}=VALUE");
+        };
+        var_args.push(VarArg::Var(name.trim().to_string(), value.to_string()));
+    }
+    let env = std::env::vars()
+        .filter(|(k, _)| k.starts_with(VAR_ENV_PREFIX))
+        .collect();
+    let options = LoadOptions {
+        dir: args.dir.clone(),
+        files: args.files.clone(),
+        var_args,
+        env,
+    };
+    Ok(config::load(&options)?)
+}
+
+/// `--catalog FILE`, else the embedded snapshot.
+pub(crate) fn load_catalog(path: Option<&Path>) -> anyhow::Result<Catalog> {
+    match path {
+        Some(p) => Ok(Catalog::from_path(p)?),
+        None => Ok(Catalog::embedded()),
+    }
+}
+
+/// `--state`, else the fleet files' `state { url }`, else `DIR/flotilla.state.json`. A
+/// relative path is relative to `-C DIR`, as the fleet files are.
+pub(crate) fn state_url(inputs: &PlanInputs, config: &Config) -> String {
+    if let Some(s) = &inputs.state {
+        return s.clone();
+    }
+    let dir = &inputs.config.dir;
+    match &config.state_url {
+        Some(u) if u.contains("://") => u.clone(),
+        Some(p) => join_dir(dir, Path::new(p)),
+        None => join_dir(dir, Path::new(DEFAULT_STATE_FILE)),
+    }
+}
+
+fn join_dir(dir: &Path, p: &Path) -> String {
+    if p.is_absolute() || dir == Path::new(".") {
+        p.display().to_string()
+    } else {
+        dir.join(p).display().to_string()
+    }
+}
+
+/// Reads the state under the lock (a missing state is empty), then releases the lock.
+pub(crate) fn read_state(store: &dyn StateStore, operation: &str) -> anyhow::Result<State> {
+    let rt = runtime()?;
+    rt.block_on(async {
+        let info = LockInfo::new(operation);
+        store.lock(&info).await?;
+        let read = store.read().await;
+        let unlocked = store.unlock(&info.id).await;
+        let state = read?.map(|(s, _)| s).unwrap_or_else(State::empty);
+        unlocked?;
+        Ok(state)
+    })
+}
+
+/// A small single-threaded runtime for the stores' futures.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Writes a saved plan: the whole plan, which records the state lineage and serial and the
+/// configuration digest it was made against.
+pub(crate) fn write_plan_file(path: &Path, plan: &Plan) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(plan).context("cannot encode the plan")?;
+    text.push('\n');
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    fs_err::write(&tmp, text)?;
+    fs_err::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Reads a saved plan, refusing anything that is not one.
+pub(crate) fn read_plan_file(path: &Path) -> anyhow::Result<Plan> {
+    let text = fs_err::read_to_string(path)?;
+    let plan: Plan = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "`{}` is not a flotilla plan file; make one with `flotilla plan --out {}`",
+            path.display(),
+            path.display()
+        )
+    })?;
+    if plan.format_version != plan::PLAN_FORMAT_VERSION {
+        anyhow::bail!(
+            "plan file `{}` has format_version {}, this flotilla reads {}; make the plan again with this flotilla",
+            path.display(),
+            plan.format_version,
+            plan::PLAN_FORMAT_VERSION
+        );
+    }
+    Ok(plan)
+}
