@@ -36,7 +36,15 @@ use std::time::Duration;
 /// Besides the file itself it uses `<path>.backup` (the previous version) and `<path>.lock`
 /// (the OS lock and its holder's description), both next to it. Writes create short-lived
 /// temporary files `.<name>.<pid>.<random>.tmp` in the same directory and remove them on
-/// failure.
+/// failure. The lock file is never deleted (deleting it while another process opens it would
+/// let two processes each lock a different file); it is empty whenever no one holds the lock.
+///
+/// Locking: [`StateStore::lock`] fails with [`StateError::Locked`] naming the holder, also when
+/// this store already holds a lock. [`StateStore::unlock`] with the held lock's id releases it;
+/// with no lock held it does nothing. [`StateStore::force_unlock`] clears a lock whose process
+/// has exited, but refuses one held by a running process: a local lock cannot be forced, it
+/// ends with its process. A write without the lock takes it for the write's duration, so it is
+/// refused with [`StateError::Locked`] while another store holds it.
 #[derive(Debug)]
 pub struct LocalStore {
     path: PathBuf,
