@@ -51,7 +51,7 @@ fn applied(p: &Plan, catalog: &Catalog) -> State {
         let zone = if s("zone").is_empty() { "zone-a".to_string() } else { s("zone") };
         let mut attributes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         for (k, v) in after {
-            if matches!(k.as_str(), "size_gib" | "targets" | "domain" | "port") {
+            if matches!(k.as_str(), "size_gib" | "type" | "targets" | "domain" | "port") {
                 attributes.insert(k.clone(), v.clone());
             }
         }

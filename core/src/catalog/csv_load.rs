@@ -61,7 +61,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Offer>, CatalogError
 
     match records.next() {
         None => {
-            return Err(malformed(1, format!("the catalog is empty; expected the header `{CSV_HEADER}`")));
+            return Err(malformed(
+                1,
+                format!("the catalog is empty; expected the header `{CSV_HEADER}`"),
+            ));
         }
         Some(Err(e)) => return Err(malformed(line_of(&e), csv_message(&e, columns.len()))),
         Some(Ok(header)) => {
@@ -106,11 +109,17 @@ fn csv_message(e: &csv::Error, expected: usize) -> String {
 /// One offer from a record; on error, the column and why its value is wrong.
 fn offer(r: &csv::StringRecord) -> Result<Offer, (usize, String)> {
     let text = |col: usize| r.get(col).unwrap_or("");
-    let provider = ProviderKind::parse(text(PROVIDER))
-        .ok_or((PROVIDER, "is not a provider; expected aws, gcp, azure or baremetal".to_string()))?;
+    let provider = ProviderKind::parse(text(PROVIDER)).ok_or((
+        PROVIDER,
+        "is not a provider; expected aws, gcp, azure or baremetal".to_string(),
+    ))?;
     let nonempty = |col: usize| {
         let s = text(col);
-        if s.is_empty() { Err((col, "is empty; a value is required".to_string())) } else { Ok(s.to_string()) }
+        if s.is_empty() {
+            Err((col, "is empty; a value is required".to_string()))
+        } else {
+            Ok(s.to_string())
+        }
     };
     let gpu_vendor = match text(GPU_VENDOR) {
         "" => None,
@@ -118,14 +127,19 @@ fn offer(r: &csv::StringRecord) -> Result<Offer, (usize, String)> {
             [GpuVendor::Nvidia, GpuVendor::Amd]
                 .into_iter()
                 .find(|g| g.as_str() == v)
-                .ok_or((GPU_VENDOR, "is not a GPU vendor; expected nvidia, amd, or empty for no GPU".to_string()))?,
+                .ok_or((
+                    GPU_VENDOR,
+                    "is not a GPU vendor; expected nvidia, amd, or empty for no GPU".to_string(),
+                ))?,
         ),
     };
     // Without a GPU the GPU columns may be left empty.
     let count_or_zero = |col: usize| -> Result<u32, (usize, String)> {
         match text(col) {
             "" if gpu_vendor.is_none() => Ok(0),
-            s => s.parse().map_err(|_| (col, "is not a whole number".to_string())),
+            s => s
+                .parse()
+                .map_err(|_| (col, "is not a whole number".to_string())),
         }
     };
     let gib = |col: usize| -> Result<Memory, (usize, String)> {
@@ -133,7 +147,10 @@ fn offer(r: &csv::StringRecord) -> Result<Offer, (usize, String)> {
             "" if col == GPU_MEMORY && gpu_vendor.is_none() => Ok(Memory::default()),
             s => match s.parse::<f64>() {
                 Ok(v) if v.is_finite() && v >= 0.0 => Ok(Memory::from_gib_f64(v)),
-                _ => Err((col, "is not a size in GiB (a non-negative number)".to_string())),
+                _ => Err((
+                    col,
+                    "is not a size in GiB (a non-negative number)".to_string(),
+                )),
             },
         }
     };
@@ -142,16 +159,28 @@ fn offer(r: &csv::StringRecord) -> Result<Offer, (usize, String)> {
     match (gpu_vendor, gpu_count, gpu_name.is_empty()) {
         (None, 0, true) | (Some(_), 1.., false) => {}
         (None, _, _) => {
-            return Err((GPU_VENDOR, "is empty but the row has GPUs; give nvidia or amd".to_string()));
+            return Err((
+                GPU_VENDOR,
+                "is empty but the row has GPUs; give nvidia or amd".to_string(),
+            ));
         }
         (Some(_), 0, _) => {
-            return Err((GPU_COUNT, "is 0 but the row names a GPU vendor; leave gpu_vendor empty for no GPU".to_string()));
+            return Err((
+                GPU_COUNT,
+                "is 0 but the row names a GPU vendor; leave gpu_vendor empty for no GPU"
+                    .to_string(),
+            ));
         }
         (Some(_), _, true) => return Err((GPU_NAME, "is empty but the row has GPUs".to_string())),
     }
     let price_per_hour = match text(PRICE).parse::<f64>() {
         Ok(p) if p.is_finite() && p >= 0.0 => p,
-        _ => return Err((PRICE, "is not a price in USD per hour (a non-negative number)".to_string())),
+        _ => {
+            return Err((
+                PRICE,
+                "is not a price in USD per hour (a non-negative number)".to_string(),
+            ));
+        }
     };
     Ok(Offer {
         provider,
@@ -162,7 +191,9 @@ fn offer(r: &csv::StringRecord) -> Result<Offer, (usize, String)> {
         gpu_name,
         gpu_count,
         gpu_memory: gib(GPU_MEMORY)?,
-        vcpus: text(VCPUS).parse().map_err(|_| (VCPUS, "is not a whole number".to_string()))?,
+        vcpus: text(VCPUS)
+            .parse()
+            .map_err(|_| (VCPUS, "is not a whole number".to_string()))?,
         memory: gib(MEMORY)?,
         spot: match text(SPOT) {
             "true" => true,

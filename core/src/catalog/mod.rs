@@ -15,9 +15,11 @@ use std::fmt;
 
 mod csv_load;
 mod query;
+#[cfg(test)]
+mod tests;
 
 pub use csv_load::CatalogError;
-pub use query::Query;
+pub use query::{Query, format_price};
 
 /// The CSV header every catalog file carries, in this order.
 pub const CSV_HEADER: &str = "provider,instance_type,region,zone,gpu_vendor,gpu_name,gpu_count,gpu_memory_gib,vcpus,memory_gib,spot,price_per_hour_usd";

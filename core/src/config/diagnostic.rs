@@ -73,7 +73,11 @@ impl fmt::Display for Diagnostic {
     /// `main.hcl:12:5: unknown attribute `gpus` in `resources` (expected one of …); help: did
     /// you mean `gpu`?` — one line, for logs and tests.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )?;
         if !self.label.is_empty() {
             write!(f, " ({})", self.label)?;
         }
@@ -88,7 +92,9 @@ impl std::error::Error for Diagnostic {}
 
 impl miette::Diagnostic for Diagnostic {
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
@@ -97,8 +103,10 @@ impl miette::Diagnostic for Diagnostic {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let len = self.span.end.saturating_sub(self.span.start);
+        // An empty label would still draw an empty note under the caret.
+        let label = (!self.label.is_empty()).then(|| self.label.clone());
         Some(Box::new(std::iter::once(miette::LabeledSpan::new(
-            Some(self.label.clone()),
+            label,
             self.span.start,
             len,
         ))))
@@ -112,7 +120,10 @@ impl miette::SourceCode for Diagnostic {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let inner = self.source_text.as_ref().read_span(span, context_lines_before, context_lines_after)?;
+        let inner =
+            self.source_text
+                .as_ref()
+                .read_span(span, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.file.clone(),
             inner.data(),

@@ -32,7 +32,10 @@ pub(super) struct Source {
 
 impl Source {
     pub(super) fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Source {
-        Source { name: name.into(), text: text.into() }
+        Source {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// An error at `span` of this file.
@@ -48,7 +51,11 @@ impl Source {
     /// `file:line:column` of a byte offset, for "already declared at …" messages.
     pub(super) fn origin(&self, offset: usize) -> super::Origin {
         let d = self.error(offset..offset, "", "");
-        super::Origin { file: d.file, line: d.line, column: d.column }
+        super::Origin {
+            file: d.file,
+            line: d.line,
+            column: d.column,
+        }
     }
 }
 
@@ -60,9 +67,7 @@ pub(super) fn load(options: &LoadOptions) -> Result<Config, Diagnostics> {
         let name = path.display().to_string();
         match fs_err::read_to_string(path) {
             Ok(text) => sources.push((name, text)),
-            Err(err) => diags.push(
-                Source::new(name, "").error(0..0, format!("cannot read the file: {err}"), ""),
-            ),
+            Err(err) => diags.push(Source::new(name, "").error(0..0, err.to_string(), "")),
         }
     }
     let result = load_sources(&sources, &options.var_args, &options.env);
@@ -93,7 +98,11 @@ fn fleet_files(options: &LoadOptions) -> Result<Vec<PathBuf>, Diagnostics> {
     if !options.files.is_empty() {
         return Ok(options.files.iter().map(|f| shown(f)).collect());
     }
-    let dir_name = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir_name = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let no_files = |message: String| {
         Diagnostics(vec![
             Source::new(dir_name.display().to_string(), "")
@@ -103,8 +112,7 @@ fn fleet_files(options: &LoadOptions) -> Result<Vec<PathBuf>, Diagnostics> {
                 ),
         ])
     };
-    let entries = fs_err::read_dir(dir_name)
-        .map_err(|err| no_files(format!("cannot read the directory: {err}")))?;
+    let entries = fs_err::read_dir(dir_name).map_err(|err| no_files(err.to_string()))?;
     let mut names: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
@@ -113,7 +121,10 @@ fn fleet_files(options: &LoadOptions) -> Result<Vec<PathBuf>, Diagnostics> {
         .collect();
     names.sort();
     if names.is_empty() {
-        return Err(no_files(format!("no fleet files (*.hcl) in {}", dir_name.display())));
+        return Err(no_files(format!(
+            "no fleet files (*.hcl) in {}",
+            dir_name.display()
+        )));
     }
     Ok(names.iter().map(|n| shown(n)).collect())
 }
@@ -155,15 +166,29 @@ pub(super) fn parse_error(src: &Source, err: &hcl::edit::parser::Error) -> Diagn
     let message = err.message().trim();
     // hcl-edit refuses a repeated attribute as a syntax error; say what it is.
     if message.contains("redefined attribute") {
-        let key: String =
-            rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+        let key: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
         return src
-            .error(offset..offset + key.len(), format!("attribute `{key}` is set twice"), "already set earlier in this block")
+            .error(
+                offset..offset + key.len(),
+                format!("attribute `{key}` is set twice"),
+                "already set earlier in this block",
+            )
             .with_help("remove one of them");
     }
-    let end = rest.chars().next().map_or(offset, |c| offset + c.len_utf8());
+    let end = rest
+        .chars()
+        .next()
+        .map_or(offset, |c| offset + c.len_utf8());
     // hcl-edit's messages read "invalid expression; expected …"; they make a good label.
-    let label = if message.is_empty() { "syntax error here" } else { message };
-    src.error(offset..end, "syntax error", label)
-        .with_help("fleet files are HCL: `name = value` attributes and `kind \"name\" { … }` blocks")
+    let label = if message.is_empty() {
+        "syntax error here"
+    } else {
+        message
+    };
+    src.error(offset..end, "syntax error", label).with_help(
+        "fleet files are HCL: `name = value` attributes and `kind \"name\" { … }` blocks",
+    )
 }

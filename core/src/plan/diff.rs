@@ -573,7 +573,7 @@ fn volume_change(
     after.insert("size_gib".into(), size_gib.clone());
     after.insert(
         "type".into(),
-        volume.volume_type.clone().map_or(Value::Null, Value::from),
+        Value::from(volume.volume_type.clone().unwrap_or_else(|| default_volume_type(provider).to_string())),
     );
     after.insert("attached_to".into(), Value::from(node.address.clone()));
     let mut change = Change {
@@ -644,7 +644,9 @@ fn volume_change(
         change.reason = why;
         change.forces_replacement = forces;
         change.notes.push(format!("{address} will be destroyed and made anew: the data on it will be lost"));
-    } else if (new_size - old_size).abs() > 1e-9 || b.get("type") != after.get("type") && !after.get("type").is_some_and(Value::is_null) {
+    } else if (new_size - old_size).abs() > 1e-9
+        || b.get("type").is_some_and(|t| !t.is_null()) && b.get("type") != after.get("type")
+    {
         change.action = Action::Update;
         change.reason = "size or type changed; resized in place".to_string();
     } else {
@@ -652,6 +654,16 @@ fn volume_change(
         change.reason = format!("attached to {}", node.address);
     }
     Ok(change)
+}
+
+/// The disk type a volume gets when its block names none.
+fn default_volume_type(provider: ProviderKind) -> &'static str {
+    match provider {
+        ProviderKind::Aws => "gp3",
+        ProviderKind::Gcp => "pd-balanced",
+        ProviderKind::Azure => "Premium_LRS",
+        ProviderKind::Baremetal => "local",
+    }
 }
 
 fn gateway_change(

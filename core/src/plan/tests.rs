@@ -15,6 +15,9 @@ gcp,a3-highgpu-8g,us-central1,,nvidia,H100,8,80,208,1872,false,43.07
 azure,Standard_ND96isr_H100_v5,eastus,,nvidia,H100,8,80,96,1900,false,98.32
 aws,p4d.24xlarge,us-east-1,,nvidia,A100,8,40,96,1152,false,32.77
 aws,p4de.24xlarge,us-east-1,,nvidia,A100,8,80,96,1152,false,40.96
+gcp,a2-highgpu-8g,us-central1,,nvidia,A100,8,40,96,680,false,29.39
+gcp,a2-highgpu-4g,us-central1,,nvidia,A100,4,40,48,340,false,14.69
+gcp,a2-ultragpu-8g,us-central1,,nvidia,A100,8,80,96,1360,false,40.55
 aws,g5.xlarge,us-east-1,,nvidia,A10G,1,24,4,16,false,1.006
 aws,g5.xlarge,us-east-1,,nvidia,A10G,1,24,4,16,true,0.45
 aws,g6.xlarge,us-east-1,,nvidia,L4,1,24,4,16,false,0.805
@@ -152,10 +155,10 @@ fn each_constraint_forces_replacement_and_names_itself() {
         (r#"resources { gpu = "A100:80GB:8" }"#, "gpu memory"),
         (r#"resources { gpu = "A100:4" }"#, "gpu count"),
         ("resources { gpu = \"A100:8\" }\n  max_price = 30", "price 32.77 > max_price 30"),
-        ("resources { gpu = \"A100:8\" }\n  regions = [\"us-west-2\"]", "region"),
+        ("resources { gpu = \"A100:8\" }\n  regions = [\"us-central1\"]", "region"),
         ("resources { gpu = \"A100:8\" }\n  providers = [\"gcp\"]", "provider"),
         ("resources { gpu = \"A100:8\" }\n  spot_policy = \"spot\"", "spot"),
-        ("resources {\n    gpu    = \"A100:8\"\n    memory = \"2TB..\"\n  }", "memory"),
+        ("resources {\n    gpu    = \"A100:8\"\n    memory = \"1200GB..\"\n  }", "memory"),
     ];
     for (body, reason) in cases {
         let hcl = with_providers(&format!("fleet \"train\" {{\n  {body}\n}}"));
@@ -514,4 +517,109 @@ fn identical_inputs_give_identical_plans() {
     let a = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
     let b = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
     assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+}
+
+mod brute_force {
+    //! The chosen offer equals the cheapest offer a brute-force scan of the shipped catalog
+    //! finds under the same rules — written here independently of `Query`.
+
+    use super::*;
+    use crate::catalog::Offer;
+    use proptest::prelude::*;
+
+    const GPUS: [&str; 6] = ["H100", "A100", "L4", "A10G", "T4", "V100"];
+    const REGIONS: [&str; 6] = ["us-east-1", "us-west-2", "us-central1", "europe-west4", "eastus", "westeurope"];
+
+    #[derive(Debug, Clone)]
+    struct Fleet {
+        gpu: &'static str,
+        count: u32,
+        spot: &'static str,
+        max_price: Option<u32>,
+        regions: Vec<&'static str>,
+        providers: Vec<&'static str>,
+    }
+
+    fn fleet() -> impl Strategy<Value = Fleet> {
+        (
+            0..GPUS.len(),
+            prop::sample::select(vec![1u32, 2, 4, 8]),
+            prop::sample::select(vec!["spot", "on-demand", "auto"]),
+            prop::option::of(1u32..120),
+            prop::sample::subsequence(REGIONS.to_vec(), 0..3),
+            prop::sample::subsequence(vec!["aws", "gcp", "azure"], 1..=3),
+        )
+            .prop_map(|(g, count, spot, max_price, regions, providers)| Fleet {
+                gpu: GPUS[g],
+                count,
+                spot,
+                max_price,
+                regions,
+                providers,
+            })
+    }
+
+    fn satisfies(f: &Fleet, o: &Offer) -> bool {
+        o.gpu_name.eq_ignore_ascii_case(f.gpu)
+            && o.gpu_count == f.count
+            && match f.spot {
+                "spot" => o.spot,
+                "on-demand" => !o.spot,
+                _ => true,
+            }
+            && f.max_price.is_none_or(|m| o.price_per_hour <= f64::from(m))
+            && (f.regions.is_empty() || f.regions.contains(&o.region.as_str()))
+            && f.providers.contains(&o.provider.as_str())
+            && o.vcpus >= 2
+            && o.memory.gib() >= 8.0
+    }
+
+    fn hcl(f: &Fleet) -> String {
+        let list = |xs: &[&str]| xs.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", ");
+        let mut s = format!(
+            "{PROVIDERS}\nfleet \"f\" {{\n  spot_policy = \"{}\"\n  providers = [{}]\n",
+            f.spot,
+            list(&f.providers)
+        );
+        if let Some(m) = f.max_price {
+            s.push_str(&format!("  max_price = {m}\n"));
+        }
+        if !f.regions.is_empty() {
+            s.push_str(&format!("  regions = [{}]\n", list(&f.regions)));
+        }
+        s.push_str(&format!("  resources {{ gpu = \"{}:{}\" }}\n}}\n", f.gpu, f.count));
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        #[test]
+        fn chosen_offer_is_the_brute_force_cheapest(f in fleet()) {
+            let catalog = Catalog::embedded();
+            let best = catalog
+                .offers()
+                .iter()
+                .filter(|o| satisfies(&f, o))
+                .min_by(|a, b| {
+                    a.price_per_hour
+                        .total_cmp(&b.price_per_hour)
+                        .then(a.provider.cmp(&b.provider))
+                        .then(a.region.cmp(&b.region))
+                        .then(a.instance_type.cmp(&b.instance_type))
+                });
+            let result = plan(&config(&hcl(&f)), &state(vec![]), &catalog, &PlanOptions::default());
+            match (best, result) {
+                (None, Err(PlanError::NoOffer { .. })) => {}
+                (Some(o), Ok(p)) => {
+                    let c = change(&p, "fleet.f[0]");
+                    prop_assert_eq!(after(c, "instance_type"), json!(o.instance_type));
+                    prop_assert_eq!(after(c, "region"), json!(o.region));
+                    prop_assert_eq!(after(c, "provider"), json!(o.provider.as_str()));
+                    prop_assert_eq!(after(c, "price_per_hour"), json!(o.price_per_hour));
+                    prop_assert_eq!(after(c, "spot"), json!(o.spot));
+                }
+                (best, result) => prop_assert!(false, "brute force {:?} but plan {:?}", best, result.map(|p| p.changes)),
+            }
+        }
+    }
 }

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 /// Top-level block kinds, in the order messages list them.
-const KINDS: &[&str] =
-    &["state", "variable", "locals", "provider", "volume", "fleet", "gateway", "output"];
+const KINDS: &[&str] = &[
+    "state", "variable", "locals", "provider", "volume", "fleet", "gateway", "output",
+];
 
 /// A top-level block with the file it is in and its name (the label; empty for `state` and
 /// `locals`).
@@ -27,13 +28,20 @@ pub(super) struct Item<'a> {
 impl Item<'_> {
     /// Where the block's name is written (its label), or its keyword without one.
     pub(super) fn name_span(&self) -> Range<usize> {
-        self.block.labels.first().map_or_else(|| span_of(&self.block.ident), span_of)
+        self.block
+            .labels
+            .first()
+            .map_or_else(|| span_of(&self.block.ident), span_of)
     }
 
     /// From the keyword to the last label: `fleet "train"`.
     pub(super) fn header_span(&self) -> Range<usize> {
         let start = span_of(&self.block.ident).start;
-        let end = self.block.labels.last().map_or_else(|| span_of(&self.block.ident).end, |l| span_of(l).end);
+        let end = self
+            .block
+            .labels
+            .last()
+            .map_or_else(|| span_of(&self.block.ident).end, |l| span_of(l).end);
         start..end
     }
 }
@@ -80,7 +88,10 @@ pub(super) fn build(
     diags: &mut Vec<Diagnostic>,
 ) -> Config {
     let top = collect(files, diags);
-    let mut cx = Cx { ev: Evaluator::constant(), diags: std::mem::take(diags) };
+    let mut cx = Cx {
+        ev: Evaluator::constant(),
+        diags: std::mem::take(diags),
+    };
     let mut config = Config::default();
 
     let variables = vars::variables(&top.variables, var_args, env, &mut cx);
@@ -110,7 +121,9 @@ pub(super) fn to_json(value: &Value) -> serde_json::Value {
 /// Whether a block name can be referred to (`fleet.NAME`): an HCL identifier.
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -127,7 +140,9 @@ fn collect<'a>(files: &'a [(Source, Body)], diags: &mut Vec<Diagnostic>) -> Top<
                 "expected a block such as `fleet \"NAME\" { … }`",
             );
             if KINDS.contains(&key) {
-                d = d.with_help(format!("`{key}` is a block: write `{key} … {{ … }}` without `=`"));
+                d = d.with_help(format!(
+                    "`{key}` is a block: write `{key} … {{ … }}` without `=`"
+                ));
             } else {
                 d = d.with_help("attributes go inside blocks; top-level names are declared with `variable` or `locals`");
             }
@@ -146,41 +161,10 @@ fn collect<'a>(files: &'a [(Source, Body)], diags: &mut Vec<Diagnostic>) -> Top<
                 diags.push(d);
                 continue;
             }
-            let wants_name = !matches!(kind, "state" | "locals");
-            let labels = &block.labels;
-            if wants_name && labels.is_empty() {
-                let example = if kind == "provider" { "provider \"aws\" { … }".to_string() } else { format!("{kind} \"NAME\" {{ … }}") };
-                diags.push(
-                    src.error(ident_span, format!("`{kind}` block needs a name"), format!("expected `{example}`")),
-                );
+            let Some(name) = block_name(src, block, diags) else {
                 continue;
-            }
-            let allowed = usize::from(wants_name);
-            if labels.len() > allowed {
-                let extra = &labels[allowed];
-                let message = if wants_name {
-                    format!("`{kind}` block takes one name, got {}", labels.len())
-                } else {
-                    format!("`{kind}` block takes no name")
-                };
-                let label = if wants_name {
-                    "remove this label".to_string()
-                } else {
-                    format!("expected `{kind} {{ … }}`")
-                };
-                diags.push(src.error(span_of(extra), message, label));
-                continue;
-            }
-            let name = labels.first().map_or("", |l| l.as_str());
+            };
             let item = Item { src, block, name };
-            if wants_name && kind != "provider" && !valid_name(name) {
-                diags.push(src.error(
-                    item.name_span(),
-                    format!("invalid {kind} name `{name}`"),
-                    "expected letters, digits, `_` and `-`, starting with a letter or `_`",
-                ).with_help(format!("the name is used in references such as `{kind}.NAME`")));
-                continue;
-            }
             if kind == "locals" {
                 top.locals.push(item);
                 continue;
@@ -189,13 +173,27 @@ fn collect<'a>(files: &'a [(Source, Body)], diags: &mut Vec<Diagnostic>) -> Top<
             match seen.get(&(kind.to_string(), name.to_string())) {
                 Some(first) => {
                     let (message, what) = if kind == "state" {
-                        ("duplicate `state` block".to_string(), "a `state` block".to_string())
+                        (
+                            "duplicate `state` block".to_string(),
+                            "a `state` block".to_string(),
+                        )
                     } else {
-                        (format!("duplicate {kind} `{name}`"), format!("{kind} `{name}`"))
+                        (
+                            format!("duplicate {kind} `{name}`"),
+                            format!("{kind} `{name}`"),
+                        )
                     };
                     diags.push(
-                        src.error(item.name_span(), message, format!("{what} is already declared at {first}"))
-                            .with_help(if kind == "state" { "keep one `state` block" } else { "rename or remove one of them" }),
+                        src.error(
+                            item.name_span(),
+                            message,
+                            format!("{what} is already declared at {first}"),
+                        )
+                        .with_help(if kind == "state" {
+                            "keep one `state` block"
+                        } else {
+                            "rename or remove one of them"
+                        }),
                     );
                     continue;
                 }
@@ -215,6 +213,69 @@ fn collect<'a>(files: &'a [(Source, Body)], diags: &mut Vec<Diagnostic>) -> Top<
         }
     }
     top
+}
+
+/// The name (label) of a top-level block of a known kind, `""` for `state` and `locals`;
+/// `None`, reported, when the labels are wrong.
+fn block_name<'a>(src: &Source, block: &'a Block, diags: &mut Vec<Diagnostic>) -> Option<&'a str> {
+    let kind = block.ident.as_str();
+    let ident_span = span_of(&block.ident);
+    let wants_name = !matches!(kind, "state" | "locals");
+    let labels = &block.labels;
+    if wants_name && labels.is_empty() {
+        let example = if kind == "provider" {
+            "provider \"aws\" { … }".to_string()
+        } else {
+            format!("{kind} \"NAME\" {{ … }}")
+        };
+        diags.push(src.error(
+            ident_span,
+            format!("`{kind}` block needs a name"),
+            format!("expected `{example}`"),
+        ));
+        return None;
+    }
+    let allowed = usize::from(wants_name);
+    if labels.len() > allowed {
+        let extra = &labels[allowed];
+        let message = if wants_name {
+            format!("`{kind}` block takes one name, got {}", labels.len())
+        } else {
+            format!("`{kind}` block takes no name")
+        };
+        let label = if wants_name {
+            "remove this label".to_string()
+        } else {
+            format!("expected `{kind} {{ … }}`")
+        };
+        diags.push(src.error(span_of(extra), message, label));
+        return None;
+    }
+    let name = labels.first().map_or("", |l| l.as_str());
+    if wants_name && kind != "provider" && !valid_name(name) {
+        diags.push(
+            src.error(
+                span_of(&labels[0]),
+                format!("invalid {kind} name `{name}`"),
+                "expected letters, digits, `_` and `-`, starting with a letter or `_`",
+            )
+            .with_help(format!(
+                "the name is used in references such as `{kind}.NAME`"
+            )),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// How to read one kind of value of the resource grammar.
+pub(super) struct Grammar<T> {
+    /// The parser, from `spec`.
+    pub(super) parse: fn(&str) -> Result<T, SpecError>,
+    /// Whether a bare number is taken too (`cpu = 8`, `memory = 64` for 64GB).
+    pub(super) number_ok: bool,
+    /// The label of an error: what a valid value looks like.
+    pub(super) expected: &'static str,
 }
 
 /// The attributes of a body by name (first of each), after [`Cx::check_body`].
@@ -244,8 +305,12 @@ impl Cx {
             let span = span_of(&attr.key);
             if blocks.contains(&key) {
                 self.diags.push(
-                    src.error(span, format!("`{key}` in {what} is a block, not an attribute"), format!("expected `{key} {{ … }}`"))
-                        .with_help(format!("remove the `=`: {key} {{ … }}")),
+                    src.error(
+                        span,
+                        format!("`{key}` in {what} is a block, not an attribute"),
+                        format!("expected `{key} {{ … }}`"),
+                    )
+                    .with_help(format!("remove the `=`: {key} {{ … }}")),
                 );
             } else if !attrs.contains(&key) {
                 let mut d = src.error(
@@ -265,12 +330,20 @@ impl Cx {
             let span = span_of(&block.ident);
             if attrs.contains(&key) {
                 self.diags.push(
-                    src.error(span, format!("`{key}` in {what} is an attribute, not a block"), format!("expected `{key} = …`"))
-                        .with_help(format!("write `{key} = {{ … }}`")),
+                    src.error(
+                        span,
+                        format!("`{key}` in {what} is an attribute, not a block"),
+                        format!("expected `{key} = …`"),
+                    )
+                    .with_help(format!("write `{key} = {{ … }}`")),
                 );
             } else if !blocks.contains(&key) {
                 let label = if blocks.is_empty() {
-                    format!("{what} takes no blocks; expected an attribute: {}", suggest::expected_one_of(attrs.iter().copied()).trim_start_matches("expected "))
+                    format!(
+                        "{what} takes no blocks; expected an attribute: {}",
+                        suggest::expected_one_of(attrs.iter().copied())
+                            .trim_start_matches("expected ")
+                    )
                 } else {
                     suggest::expected_one_of(blocks.iter().copied())
                 };
@@ -283,10 +356,21 @@ impl Cx {
     }
 
     /// Reports a missing required attribute at the block's header.
-    pub(super) fn missing(&mut self, src: &Source, header: Range<usize>, key: &str, what: &str, example: &str) {
+    pub(super) fn missing(
+        &mut self,
+        src: &Source,
+        header: Range<usize>,
+        key: &str,
+        what: &str,
+        example: &str,
+    ) {
         self.diags.push(
-            src.error(header, format!("missing required attribute `{key}` in {what}"), format!("`{key}` is required"))
-                .with_help(format!("add `{key} = {example}`")),
+            src.error(
+                header,
+                format!("missing required attribute `{key}` in {what}"),
+                format!("`{key}` is required"),
+            )
+            .with_help(format!("add `{key} = {example}`")),
         );
     }
 
@@ -296,7 +380,14 @@ impl Cx {
     }
 
     /// Reports a value of the wrong type or out of range, at the value.
-    pub(super) fn bad_value(&mut self, src: &Source, attr: &Attribute, what: &str, expected: &str, got: &Value) {
+    pub(super) fn bad_value(
+        &mut self,
+        src: &Source,
+        attr: &Attribute,
+        what: &str,
+        expected: &str,
+        got: &Value,
+    ) {
         let key = attr.key.as_str();
         self.diags.push(src.error(
             span_of(&attr.value),
@@ -306,7 +397,13 @@ impl Cx {
     }
 
     /// A string attribute.
-    pub(super) fn string(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str) -> Option<String> {
+    pub(super) fn string(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<String> {
         let attr = attrs.get(key)?;
         match self.value(src, attr)? {
             Value::String(s) => Some(s),
@@ -318,36 +415,68 @@ impl Cx {
     }
 
     /// A bool attribute.
-    pub(super) fn bool(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str) -> Option<bool> {
+    pub(super) fn bool(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<bool> {
         let attr = attrs.get(key)?;
-        match self.value(src, attr)? {
-            Value::Bool(b) => Some(b),
-            other => {
-                self.bad_value(src, attr, what, "`true` or `false`", &other);
-                None
-            }
+        let value = self.value(src, attr)?;
+        let b = match &value {
+            Value::Bool(b) => Some(*b),
+            // As Terraform converts: a variable set on the command line is text.
+            Value::String(s) if s == "true" => Some(true),
+            Value::String(s) if s == "false" => Some(false),
+            _ => None,
+        };
+        if b.is_none() {
+            self.bad_value(src, attr, what, "`true` or `false`", &value);
         }
+        b
     }
 
     /// A number attribute.
-    pub(super) fn number(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str) -> Option<f64> {
+    pub(super) fn number(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<f64> {
         let attr = attrs.get(key)?;
-        match self.value(src, attr)? {
-            Value::Number(n) => n.as_f64(),
-            other => {
-                self.bad_value(src, attr, what, "a number", &other);
-                None
-            }
+        let value = self.value(src, attr)?;
+        let n = as_number(&value);
+        if n.is_none() {
+            self.bad_value(src, attr, what, "a number", &value);
         }
+        n
     }
 
     /// A whole-number attribute within `min..=max`.
-    pub(super) fn whole(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str, min: u64, max: u64) -> Option<u64> {
+    pub(super) fn whole(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+        min: u64,
+        max: u64,
+    ) -> Option<u64> {
         let attr = attrs.get(key)?;
         let value = self.value(src, attr)?;
-        match value.as_u64() {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            _ => {
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let whole = as_number(&value)
+            .filter(|n| n.fract() == 0.0 && *n >= min as f64 && *n <= max as f64)
+            .map(|n| n as u64);
+        match whole {
+            Some(n) => Some(n),
+            None => {
                 let expected = if max == u64::from(u32::MAX) || max == u64::MAX {
                     format!("a whole number of at least {min}")
                 } else {
@@ -360,11 +489,20 @@ impl Cx {
     }
 
     /// A list-of-strings attribute.
-    pub(super) fn strings(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str) -> Option<Vec<String>> {
+    pub(super) fn strings(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<Vec<String>> {
         let attr = attrs.get(key)?;
         let value = self.value(src, attr)?;
         let list = value.as_array().and_then(|items| {
-            items.iter().map(|v| v.as_str().map(str::to_string)).collect::<Option<Vec<_>>>()
+            items
+                .iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
         });
         if list.is_none() {
             self.bad_value(src, attr, what, "a list of strings", &value);
@@ -373,7 +511,13 @@ impl Cx {
     }
 
     /// A map of strings (numbers and bools are converted, as Terraform does for tags).
-    pub(super) fn string_map(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str) -> Option<BTreeMap<String, String>> {
+    pub(super) fn string_map(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+    ) -> Option<BTreeMap<String, String>> {
         let attr = attrs.get(key)?;
         let value = self.value(src, attr)?;
         let map = value.as_object().and_then(|object| {
@@ -383,13 +527,26 @@ impl Cx {
                 .collect::<Option<BTreeMap<_, _>>>()
         });
         if map.is_none() {
-            self.bad_value(src, attr, what, "a map of strings, such as `{ team = \"llm\" }`", &value);
+            self.bad_value(
+                src,
+                attr,
+                what,
+                "a map of strings, such as `{ team = \"llm\" }`",
+                &value,
+            );
         }
         map
     }
 
     /// A string attribute that must be one of `choices`.
-    pub(super) fn choice(&mut self, src: &Source, attrs: &Attrs<'_>, key: &str, what: &str, choices: &[&str]) -> Option<String> {
+    pub(super) fn choice(
+        &mut self,
+        src: &Source,
+        attrs: &Attrs<'_>,
+        key: &str,
+        what: &str,
+        choices: &[&str],
+    ) -> Option<String> {
         let attr = attrs.get(key)?;
         let s = self.string(src, attrs, key, what)?;
         if choices.contains(&s.as_str()) {
@@ -405,25 +562,32 @@ impl Cx {
         None
     }
 
-    /// A value in the resource grammar (`"H100:8"`, `"1TB.."`); `number_ok` also takes a bare
-    /// number (`cpu = 8`, `memory = 64` for 64GB). Errors point inside the string literal.
+    /// A value in the resource grammar (`"H100:8"`, `"1TB.."`). Errors point inside the
+    /// string literal.
     pub(super) fn spec<T>(
         &mut self,
         src: &Source,
         attrs: &Attrs<'_>,
         key: &str,
         what: &str,
-        number_ok: bool,
-        expected: &str,
-        parse: fn(&str) -> Result<T, SpecError>,
+        grammar: &Grammar<T>,
     ) -> Option<T> {
+        let Grammar {
+            parse,
+            number_ok,
+            expected,
+        } = *grammar;
         let attr = attrs.get(key)?;
         let value = self.value(src, attr)?;
         let text = match &value {
             Value::String(s) => s.clone(),
             Value::Number(n) if number_ok => n.to_string(),
             other => {
-                let kind = if number_ok { "a string or a number" } else { "a string" };
+                let kind = if number_ok {
+                    "a string or a number"
+                } else {
+                    "a string"
+                };
                 self.bad_value(src, attr, what, kind, other);
                 return None;
             }
@@ -432,7 +596,11 @@ impl Cx {
             Ok(v) => Some(v),
             Err(err) => {
                 let span = inner_span(src, &attr.value, &text, err.offset, err.len);
-                let mut d = src.error(span, format!("invalid `{key}` in {what}: {}", err.message), expected.to_string());
+                let mut d = src.error(
+                    span,
+                    format!("invalid `{key}` in {what}: {}", err.message),
+                    expected.to_string(),
+                );
                 d.help = err.hint;
                 self.diags.push(d);
                 None
@@ -483,16 +651,26 @@ impl Cx {
                 continue;
             }
             if !declared.contains(&name.as_str()) {
-                let mut d = src.error(span, format!("unknown {kind} `{kind}.{name}`"), format!("no {kind} `{name}` is declared"));
+                let mut d = src.error(
+                    span,
+                    format!("unknown {kind} `{kind}.{name}`"),
+                    format!("no {kind} `{name}` is declared"),
+                );
                 d.help = Some(
-                    suggest::closest(&name, declared.iter().copied())
-                        .map_or_else(|| format!("declare it: {kind} \"{name}\" {{ … }}"), |c| format!("did you mean `{kind}.{c}`?")),
+                    suggest::closest(&name, declared.iter().copied()).map_or_else(
+                        || format!("declare it: {kind} \"{name}\" {{ … }}"),
+                        |c| format!("did you mean `{kind}.{c}`?"),
+                    ),
                 );
                 self.diags.push(d);
                 continue;
             }
             if out.iter().any(|(n, _)| *n == name) {
-                self.diags.push(src.error(span, format!("{kind} `{name}` is listed twice in `{key}` of {what}"), "remove one of them"));
+                self.diags.push(src.error(
+                    span,
+                    format!("{kind} `{name}` is listed twice in `{key}` of {what}"),
+                    "remove one of them",
+                ));
                 continue;
             }
             out.push((name, span));
@@ -501,10 +679,24 @@ impl Cx {
     }
 }
 
+/// A number, or a string holding one: Terraform converts, and a variable set on the command
+/// line without a `type` is text.
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+        _ => None,
+    }
+}
+
 /// `fleet.NAME` as `("fleet", "NAME")`; any other shape is `None`.
 pub(super) fn reference(expr: &EditExpr) -> Option<(String, String)> {
-    let EditExpr::Traversal(t) = expr else { return None };
-    let EditExpr::Variable(root) = &t.expr else { return None };
+    let EditExpr::Traversal(t) = expr else {
+        return None;
+    };
+    let EditExpr::Variable(root) = &t.expr else {
+        return None;
+    };
     match t.operators.as_slice() {
         [op] => match op.value() {
             hcl::edit::expr::TraversalOperator::GetAttr(name) => {
@@ -518,7 +710,13 @@ pub(super) fn reference(expr: &EditExpr) -> Option<(String, String)> {
 
 /// The span of bytes `offset..offset+len` of a string value, inside its literal when the
 /// value is written as a plain string (no escapes); the whole expression otherwise.
-pub(super) fn inner_span(src: &Source, expr: &EditExpr, text: &str, offset: usize, len: usize) -> Range<usize> {
+pub(super) fn inner_span(
+    src: &Source,
+    expr: &EditExpr,
+    text: &str,
+    offset: usize,
+    len: usize,
+) -> Range<usize> {
     let whole = span_of(expr);
     if let EditExpr::String(_) = expr {
         let raw = src.text.get(whole.clone()).unwrap_or("");

@@ -10,7 +10,9 @@ use hcl::edit::Span;
 use hcl::edit::expr as ee;
 use hcl::edit::template as et;
 use hcl::eval::{Context, Evaluate};
-use hcl::expr::{BinaryOperator, FuncCall, ObjectKey, Operation, TemplateExpr, TraversalOperator, UnaryOperator};
+use hcl::expr::{
+    BinaryOperator, FuncCall, ObjectKey, Operation, TemplateExpr, TraversalOperator, UnaryOperator,
+};
 use hcl::template::{Element, Template};
 use hcl::{Expression, Value};
 use std::collections::BTreeMap;
@@ -54,7 +56,12 @@ impl Evaluator {
 
     /// Checks what `expr` refers to.
     pub(super) fn scan(&self, src: &Source, expr: &ee::Expression) -> Scan {
-        let mut walker = Walker { ev: self, src, scope: Vec::new(), scan: Scan::default() };
+        let mut walker = Walker {
+            ev: self,
+            src,
+            scope: Vec::new(),
+            scan: Scan::default(),
+        };
         walker.expr(expr);
         walker.scan
     }
@@ -73,7 +80,9 @@ impl Evaluator {
             return None;
         }
         let valueless_local = |name: &String| {
-            self.locals.as_ref().is_some_and(|l| l.get(name).is_some_and(Option::is_none))
+            self.locals
+                .as_ref()
+                .is_some_and(|l| l.get(name).is_some_and(Option::is_none))
         };
         if scan.blocked || scan.locals.iter().any(valueless_local) {
             return None;
@@ -224,7 +233,8 @@ fn rewrite(e: &mut Expression) {
         Expression::Operation(op) => match op.as_mut() {
             Operation::Unary(u) => {
                 rewrite(&mut u.expr);
-                (u.operator == UnaryOperator::Neg).then(|| call(funcs::NEG, vec![take(&mut u.expr)]))
+                (u.operator == UnaryOperator::Neg)
+                    .then(|| call(funcs::NEG, vec![take(&mut u.expr)]))
             }
             Operation::Binary(b) => {
                 rewrite(&mut b.lhs_expr);
@@ -275,15 +285,17 @@ fn template_call(t: &TemplateExpr) -> Option<Expression> {
             Part::Interpolation(_, before, after) => (*before, *after),
             Part::Literal(_) => continue,
         };
-        if before && i > 0 {
-            if let Part::Literal(s) = &mut parts[i - 1] {
-                *s = s.trim_end().to_string();
-            }
+        if before
+            && i > 0
+            && let Part::Literal(s) = &mut parts[i - 1]
+        {
+            *s = s.trim_end().to_string();
         }
-        if after && i + 1 < parts.len() {
-            if let Part::Literal(s) = &mut parts[i + 1] {
-                *s = s.trim_start().to_string();
-            }
+        if after
+            && i + 1 < parts.len()
+            && let Part::Literal(s) = &mut parts[i + 1]
+        {
+            *s = s.trim_start().to_string();
         }
     }
     let mut args: Vec<Expression> = parts
@@ -399,7 +411,9 @@ fn refine(parent: &ee::Expression, kind: &hcl::eval::ErrorKind) -> Option<Range<
     let matches = |e: &ee::Expression| match e {
         ee::Expression::FuncCall(f) => f.name.name.as_str() == name,
         ee::Expression::BinaryOp(b) => Some(*b.operator.value()) == operator,
-        ee::Expression::UnaryOp(u) => name == funcs::NEG && *u.operator.value() == UnaryOperator::Neg,
+        ee::Expression::UnaryOp(u) => {
+            name == funcs::NEG && *u.operator.value() == UnaryOperator::Neg
+        }
         ee::Expression::StringTemplate(_) => name == funcs::TEMPLATE,
         _ => false,
     };
@@ -440,15 +454,27 @@ impl Walker<'_> {
             ee::Expression::FuncCall(f) => {
                 let name = f.name.name.as_str();
                 if f.name.is_namespaced() || !funcs::is_public(name) {
-                    let full: Vec<&str> =
-                        f.name.namespace.iter().chain([&f.name.name]).map(|i| i.as_str()).collect();
+                    let full: Vec<&str> = f
+                        .name
+                        .namespace
+                        .iter()
+                        .chain([&f.name.name])
+                        .map(|i| i.as_str())
+                        .collect();
                     let full = full.join("::");
                     let help = suggest::did_you_mean(name, funcs::names()).unwrap_or_else(|| {
-                        format!("the functions are {}", funcs::names().collect::<Vec<_>>().join(", "))
+                        format!(
+                            "the functions are {}",
+                            funcs::names().collect::<Vec<_>>().join(", ")
+                        )
                     });
                     let d = self
                         .src
-                        .error(span_of(&f.name.name), format!("unknown function `{full}`"), "not a function flotilla knows")
+                        .error(
+                            span_of(&f.name.name),
+                            format!("unknown function `{full}`"),
+                            "not a function flotilla knows",
+                        )
                         .with_help(help);
                     self.scan.problems.push(d);
                 }
@@ -516,13 +542,23 @@ impl Walker<'_> {
         if self.scope.iter().any(|s| s == name) {
             return;
         }
-        let whole = attr.as_ref().map_or(span.clone(), |(_, s)| span.start..s.end);
+        let whole = attr
+            .as_ref()
+            .map_or(span.clone(), |(_, s)| span.start..s.end);
         match name {
             "var" | "local" => {
                 let (values, what, declare) = if name == "var" {
-                    (&self.ev.vars, "variable", "declare it: variable \"NAME\" { default = … }")
+                    (
+                        &self.ev.vars,
+                        "variable",
+                        "declare it: variable \"NAME\" { default = … }",
+                    )
                 } else {
-                    (&self.ev.locals, "local", "define it in a `locals { … }` block")
+                    (
+                        &self.ev.locals,
+                        "local",
+                        "define it in a `locals { … }` block",
+                    )
                 };
                 let Some(values) = values else {
                     let label = if name == "var" {
@@ -530,7 +566,9 @@ impl Walker<'_> {
                     } else {
                         "expected a constant: locals cannot be used here"
                     };
-                    let shown = attr.as_ref().map_or(name.to_string(), |(a, _)| format!("{name}.{a}"));
+                    let shown = attr
+                        .as_ref()
+                        .map_or(name.to_string(), |(a, _)| format!("{name}.{a}"));
                     self.problem(whole, format!("`{shown}` cannot be used here"), label, None);
                     return;
                 };
@@ -565,7 +603,9 @@ impl Walker<'_> {
                 }
             }
             "fleet" | "volume" | "gateway" => {
-                let shown = attr.as_ref().map_or(name.to_string(), |(a, _)| format!("{name}.{a}"));
+                let shown = attr
+                    .as_ref()
+                    .map_or(name.to_string(), |(a, _)| format!("{name}.{a}"));
                 self.problem(
                     whole,
                     format!("`{shown}` cannot be used here"),
@@ -575,7 +615,11 @@ impl Walker<'_> {
             }
             _ => {
                 let in_vars = self.ev.vars.as_ref().is_some_and(|v| v.contains_key(name));
-                let in_locals = self.ev.locals.as_ref().is_some_and(|v| v.contains_key(name));
+                let in_locals = self
+                    .ev
+                    .locals
+                    .as_ref()
+                    .is_some_and(|v| v.contains_key(name));
                 let help = if in_vars {
                     format!("did you mean `var.{name}`?")
                 } else if in_locals {
@@ -588,8 +632,9 @@ impl Walker<'_> {
                     if self.ev.locals.is_some() {
                         names.push("local");
                     }
-                    suggest::did_you_mean(name, names)
-                        .unwrap_or_else(|| format!("to write the text `{name}`, quote it: \"{name}\""))
+                    suggest::did_you_mean(name, names).unwrap_or_else(|| {
+                        format!("to write the text `{name}`, quote it: \"{name}\"")
+                    })
                 };
                 let label = if self.ev.vars.is_some() {
                     "expected a value, `var.NAME` or `local.NAME`"

@@ -78,7 +78,12 @@ pub(super) fn is_internal(name: &str) -> bool {
 /// messages can say what was expected in the fleet file's terms.
 pub(super) fn declare(ctx: &mut Context<'_>) {
     for (name, func) in PUBLIC.iter().chain(INTERNAL) {
-        ctx.declare_func(*name, FuncDef::builder().variadic_param(ParamType::Any).build(*func));
+        ctx.declare_func(
+            *name,
+            FuncDef::builder()
+                .variadic_param(ParamType::Any)
+                .build(*func),
+        );
     }
 }
 
@@ -122,15 +127,21 @@ fn arg_number(value: &Value, what: &str) -> Result<f64, String> {
 }
 
 fn arg_str<'a>(value: &'a Value, what: &str) -> Result<&'a str, String> {
-    value.as_str().ok_or_else(|| format!("{what} must be a string, got {}", describe(value)))
+    value
+        .as_str()
+        .ok_or_else(|| format!("{what} must be a string, got {}", describe(value)))
 }
 
 fn arg_list<'a>(value: &'a Value, what: &str) -> Result<&'a Vec<Value>, String> {
-    value.as_array().ok_or_else(|| format!("{what} must be a list, got {}", describe(value)))
+    value
+        .as_array()
+        .ok_or_else(|| format!("{what} must be a list, got {}", describe(value)))
 }
 
 fn arg_map<'a>(value: &'a Value, what: &str) -> Result<&'a Map<String, Value>, String> {
-    value.as_object().ok_or_else(|| format!("{what} must be a map, got {}", describe(value)))
+    value
+        .as_object()
+        .ok_or_else(|| format!("{what} must be a map, got {}", describe(value)))
 }
 
 fn num_value(f: f64) -> Result<Value, String> {
@@ -250,17 +261,23 @@ fn floor(args: FuncArgs) -> Result<Value, String> {
 
 fn lower(args: FuncArgs) -> Result<Value, String> {
     arity(&args, 1, 1)?;
-    Ok(Value::String(arg_str(&args[0], "the argument")?.to_lowercase()))
+    Ok(Value::String(
+        arg_str(&args[0], "the argument")?.to_lowercase(),
+    ))
 }
 
 fn upper(args: FuncArgs) -> Result<Value, String> {
     arity(&args, 1, 1)?;
-    Ok(Value::String(arg_str(&args[0], "the argument")?.to_uppercase()))
+    Ok(Value::String(
+        arg_str(&args[0], "the argument")?.to_uppercase(),
+    ))
 }
 
 fn trimspace(args: FuncArgs) -> Result<Value, String> {
     arity(&args, 1, 1)?;
-    Ok(Value::String(arg_str(&args[0], "the argument")?.trim().to_string()))
+    Ok(Value::String(
+        arg_str(&args[0], "the argument")?.trim().to_string(),
+    ))
 }
 
 /// `format(spec, args...)`: `%s`, `%d`, `%f`, `%v`, `%q` and `%%`, as Terraform's common uses.
@@ -285,13 +302,15 @@ fn format(args: FuncArgs) -> Result<Value, String> {
             .ok_or_else(|| format!("not enough arguments for `%{verb}` in the format"))?;
         match verb {
             's' | 'v' => out.push_str(&to_string_value(value).ok_or_else(|| {
-                format!("`%{verb}` needs a string, number or bool, got {}", describe(value))
+                format!(
+                    "`%{verb}` needs a string, number or bool, got {}",
+                    describe(value)
+                )
             })?),
             'q' => out.push_str(&format!(
                 "{:?}",
-                to_string_value(value).ok_or_else(|| {
-                    format!("`%q` needs a string, got {}", describe(value))
-                })?
+                to_string_value(value)
+                    .ok_or_else(|| { format!("`%q` needs a string, got {}", describe(value)) })?
             )),
             'd' => {
                 let n = arg_number(value, "the argument of `%d`")?;
@@ -300,8 +319,15 @@ fn format(args: FuncArgs) -> Result<Value, String> {
                 }
                 out.push_str(&format!("{n:.0}"));
             }
-            'f' => out.push_str(&format!("{:.6}", arg_number(value, "the argument of `%f`")?)),
-            other => return Err(format!("unsupported verb `%{other}`; use %s, %d, %f, %v or %q")),
+            'f' => out.push_str(&format!(
+                "{:.6}",
+                arg_number(value, "the argument of `%f`")?
+            )),
+            other => {
+                return Err(format!(
+                    "unsupported verb `%{other}`; use %s, %d, %f, %v or %q"
+                ));
+            }
         }
     }
     if rest.next().is_some() {
@@ -316,9 +342,11 @@ fn join(args: FuncArgs) -> Result<Value, String> {
     let mut parts = Vec::new();
     for list in args.iter().skip(1) {
         for v in arg_list(list, "the list")? {
-            parts.push(to_string_value(v).ok_or_else(|| {
-                format!("`join` needs a list of strings, found {}", describe(v))
-            })?);
+            parts.push(
+                to_string_value(v).ok_or_else(|| {
+                    format!("`join` needs a list of strings, found {}", describe(v))
+                })?,
+            );
         }
     }
     Ok(Value::String(parts.join(sep)))
@@ -331,7 +359,9 @@ fn split(args: FuncArgs) -> Result<Value, String> {
     if sep.is_empty() {
         return Err("the separator must not be empty".to_string());
     }
-    Ok(Value::Array(s.split(sep).map(|p| Value::String(p.to_string())).collect()))
+    Ok(Value::Array(
+        s.split(sep).map(|p| Value::String(p.to_string())).collect(),
+    ))
 }
 
 fn concat(args: FuncArgs) -> Result<Value, String> {
@@ -350,7 +380,10 @@ fn length(args: FuncArgs) -> Result<Value, String> {
         Value::Object(o) => o.len(),
         Value::String(s) => s.chars().count(),
         other => {
-            return Err(format!("needs a list, map or string, got {}", describe(other)));
+            return Err(format!(
+                "needs a list, map or string, got {}",
+                describe(other)
+            ));
         }
     };
     Ok(Value::from(n as u64))
@@ -379,7 +412,9 @@ fn keys(args: FuncArgs) -> Result<Value, String> {
     arity(&args, 1, 1)?;
     let mut keys: Vec<&String> = arg_map(&args[0], "the argument")?.keys().collect();
     keys.sort();
-    Ok(Value::Array(keys.into_iter().map(|k| Value::String(k.clone())).collect()))
+    Ok(Value::Array(
+        keys.into_iter().map(|k| Value::String(k.clone())).collect(),
+    ))
 }
 
 fn values(args: FuncArgs) -> Result<Value, String> {
@@ -387,7 +422,9 @@ fn values(args: FuncArgs) -> Result<Value, String> {
     let mut entries: Vec<(&String, &Value)> = arg_map(&args[0], "the argument")?.iter().collect();
     // Terraform returns the values in the lexical order of their keys, as `keys` does.
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    Ok(Value::Array(entries.into_iter().map(|(_, v)| v.clone()).collect()))
+    Ok(Value::Array(
+        entries.into_iter().map(|(_, v)| v.clone()).collect(),
+    ))
 }
 
 fn lookup(args: FuncArgs) -> Result<Value, String> {
@@ -454,7 +491,9 @@ fn range(args: FuncArgs) -> Result<Value, String> {
     let mut x = start;
     while (step > 0.0 && x < limit) || (step < 0.0 && x > limit) {
         if out.len() >= RANGE_LIMIT {
-            return Err(format!("the range would have more than {RANGE_LIMIT} elements"));
+            return Err(format!(
+                "the range would have more than {RANGE_LIMIT} elements"
+            ));
         }
         out.push(num_value(x)?);
         x += step;
@@ -470,7 +509,9 @@ fn element(args: FuncArgs) -> Result<Value, String> {
         return Err("cannot take an element of an empty list".to_string());
     }
     if index < 0.0 || index.fract() != 0.0 {
-        return Err(format!("the index must be a whole number of at least 0, got {index}"));
+        return Err(format!(
+            "the index must be a whole number of at least 0, got {index}"
+        ));
     }
     // Terraform wraps around: element(["a", "b"], 3) is "b".
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]

@@ -38,7 +38,9 @@ fn distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -68,9 +70,18 @@ mod tests {
     #[test]
     fn suggests_close_names_only() {
         let names = ["cpu", "memory", "disk", "gpu", "gpu_total_memory"];
-        assert_eq!(did_you_mean("gpus", names).as_deref(), Some("did you mean `gpu`?"));
-        assert_eq!(did_you_mean("memroy", names).as_deref(), Some("did you mean `memory`?"));
-        assert_eq!(did_you_mean("Disk", names).as_deref(), Some("did you mean `disk`?"));
+        assert_eq!(
+            did_you_mean("gpus", names).as_deref(),
+            Some("did you mean `gpu`?")
+        );
+        assert_eq!(
+            did_you_mean("memroy", names).as_deref(),
+            Some("did you mean `memory`?")
+        );
+        assert_eq!(
+            did_you_mean("Disk", names).as_deref(),
+            Some("did you mean `disk`?")
+        );
         assert_eq!(did_you_mean("bandwidth", names), None);
         assert_eq!(did_you_mean("x", names), None);
     }

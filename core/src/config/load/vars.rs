@@ -60,18 +60,23 @@ impl VarType {
             (VarType::Any, v) => Some(v),
             (VarType::String, v) => funcs::to_string_value(&v).map(Value::String),
             (VarType::Number, Value::Number(n)) => Some(Value::Number(n)),
-            (VarType::Number, Value::String(s)) => {
-                s.trim().parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number)
-            }
+            (VarType::Number, Value::String(s)) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(Number::from_f64)
+                .map(Value::Number),
             (VarType::Bool, Value::Bool(b)) => Some(Value::Bool(b)),
             (VarType::Bool, Value::String(s)) => match s.as_str() {
                 "true" => Some(Value::Bool(true)),
                 "false" => Some(Value::Bool(false)),
                 _ => None,
             },
-            (VarType::List(t), Value::Array(items)) => {
-                items.into_iter().map(|v| t.convert(v)).collect::<Option<Vec<_>>>().map(Value::Array)
-            }
+            (VarType::List(t), Value::Array(items)) => items
+                .into_iter()
+                .map(|v| t.convert(v))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array),
             (VarType::Map(t), Value::Object(map)) => map
                 .into_iter()
                 .map(|(k, v)| t.convert(v).map(|v| (k, v)))
@@ -134,7 +139,13 @@ pub(super) fn variables(
     let mut decls: BTreeMap<String, Decl<'_>> = BTreeMap::new();
     for item in items {
         let what = format!("variable `{}`", item.name);
-        let attrs = cx.check_body(item.src, &item.block.body, &what, &["default", "type", "description"], &[]);
+        let attrs = cx.check_body(
+            item.src,
+            &item.block.body,
+            &what,
+            &["default", "type", "description"],
+            &[],
+        );
         let mut failed = false;
         let ty = match attrs.get("type") {
             None => VarType::Any,
@@ -145,7 +156,10 @@ pub(super) fn variables(
                     "expected `string`, `number`, `bool`, `list(…)`, `map(…)` or `any`",
                 );
                 if let EditExpr::String(s) = &attr.value {
-                    d = d.with_help(format!("write the type without quotes: type = {}", s.as_str()));
+                    d = d.with_help(format!(
+                        "write the type without quotes: type = {}",
+                        s.as_str()
+                    ));
                 }
                 cx.diags.push(d);
                 VarType::Any
@@ -169,11 +183,22 @@ pub(super) fn variables(
             ),
             _ => false,
         };
-        decls.insert(item.name.to_string(), Decl { item: *item, ty, raw, value, failed });
+        decls.insert(
+            item.name.to_string(),
+            Decl {
+                item: *item,
+                ty,
+                raw,
+                value,
+                failed,
+            },
+        );
     }
 
     for (key, raw) in env {
-        let Some(name) = key.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(name) = key.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         // As Terraform does with TF_VAR_*, a variable the files do not declare is ignored:
         // the environment is shared by every configuration a user works on.
         if let Some(decl) = decls.get_mut(name) {
@@ -201,8 +226,14 @@ pub(super) fn variables(
             cx.diags.push(
                 decl.item
                     .src
-                    .error(decl.item.name_span(), format!("variable `{name}` has no value"), "no default, and no value given")
-                    .with_help(format!("set it with --var {name}=VALUE, --var-file or FLOTILLA_VAR_{name}")),
+                    .error(
+                        decl.item.name_span(),
+                        format!("variable `{name}` has no value"),
+                        "no default, and no value given",
+                    )
+                    .with_help(format!(
+                        "set it with --var {name}=VALUE, --var-file or FLOTILLA_VAR_{name}"
+                    )),
             );
         }
         out.insert(name, if decl.failed { None } else { decl.value });
@@ -210,14 +241,31 @@ pub(super) fn variables(
     out
 }
 
-fn undeclared(src: &Source, span: Range<usize>, name: &str, decls: &BTreeMap<String, Decl<'_>>) -> crate::config::Diagnostic {
+fn undeclared(
+    src: &Source,
+    span: Range<usize>,
+    name: &str,
+    decls: &BTreeMap<String, Decl<'_>>,
+) -> crate::config::Diagnostic {
     let help = suggest::did_you_mean(name, decls.keys().map(String::as_str))
         .unwrap_or_else(|| format!("declare it in a fleet file: variable \"{name}\" {{ … }}"));
-    src.error(span, format!("unknown variable `{name}`"), format!("no variable `{name}` is declared")).with_help(help)
+    src.error(
+        span,
+        format!("unknown variable `{name}`"),
+        format!("no variable `{name}` is declared"),
+    )
+    .with_help(help)
 }
 
 /// Converts `value` to the variable's type, reporting at `span` when it cannot.
-fn convert(cx: &mut Cx, src: &Source, span: Range<usize>, ty: &VarType, value: Value, name: &str) -> Option<Value> {
+fn convert(
+    cx: &mut Cx,
+    src: &Source,
+    span: Range<usize>,
+    ty: &VarType,
+    value: Value,
+    name: &str,
+) -> Option<Value> {
     let got = funcs::describe(&value);
     match ty.convert(value) {
         Some(v) => Some(v),
@@ -253,7 +301,11 @@ fn assign_text(decl: &mut Decl<'_>, src: &Source, at: usize, cx: &mut Cx) {
     // `NAME=VALUE` is itself an HCL attribute, so parsing it whole keeps the spans in `src`;
     // the name is replaced by underscores of the same length in case it is not an identifier.
     let key_len = at - 1;
-    let text = format!("{}={}", "_".repeat(key_len), src.text.get(at..).unwrap_or(""));
+    let text = format!(
+        "{}={}",
+        "_".repeat(key_len),
+        src.text.get(at..).unwrap_or("")
+    );
     let value = match hcl::edit::parser::parse_body(&text) {
         Err(err) => {
             cx.diags.push(parse_error(src, &err).with_help(format!(
@@ -266,7 +318,11 @@ fn assign_text(decl: &mut Decl<'_>, src: &Source, at: usize, cx: &mut Cx) {
                 .eval(src, &attr.value, &mut cx.diags)
                 .and_then(|v| convert(cx, src, span_of(&attr.value), &decl.ty, v, name)),
             _ => {
-                cx.diags.push(src.error(span, format!("invalid value for variable `{name}`"), "expected one value"));
+                cx.diags.push(src.error(
+                    span,
+                    format!("invalid value for variable `{name}`"),
+                    "expected one value",
+                ));
                 None
             }
         },
@@ -282,7 +338,7 @@ fn var_file(path: &std::path::Path, decls: &mut BTreeMap<String, Decl<'_>>, cx: 
         Err(err) => {
             cx.diags.push(
                 Source::new(name, "")
-                    .error(0..0, format!("cannot read the variable file: {err}"), "")
+                    .error(0..0, err.to_string(), "")
                     .with_help("--var-file paths are relative to the current directory"),
             );
             return;
@@ -302,8 +358,15 @@ fn var_file(path: &std::path::Path, decls: &mut BTreeMap<String, Decl<'_>>, cx: 
     };
     for block in body.blocks() {
         cx.diags.push(
-            src.error(span_of(&block.ident), format!("unexpected block `{}` in a variable file", block.ident.as_str()), "expected `NAME = value`")
-                .with_help("a variable file only sets values: max_price = 40"),
+            src.error(
+                span_of(&block.ident),
+                format!(
+                    "unexpected block `{}` in a variable file",
+                    block.ident.as_str()
+                ),
+                "expected `NAME = value`",
+            )
+            .with_help("a variable file only sets values: max_price = 40"),
         );
     }
     for attr in body.attributes() {
@@ -311,7 +374,12 @@ fn var_file(path: &std::path::Path, decls: &mut BTreeMap<String, Decl<'_>>, cx: 
     }
 }
 
-fn assign_attr(attr: &Attribute, src: &Source, decls: &mut BTreeMap<String, Decl<'_>>, cx: &mut Cx) {
+fn assign_attr(
+    attr: &Attribute,
+    src: &Source,
+    decls: &mut BTreeMap<String, Decl<'_>>,
+    cx: &mut Cx,
+) {
     let name = attr.key.as_str();
     let Some(decl) = decls.get_mut(name) else {
         let d = undeclared(src, span_of(&attr.key), name, decls);
@@ -329,12 +397,17 @@ fn json_var_file(src: &Source, decls: &mut BTreeMap<String, Decl<'_>>, cx: &mut 
         Ok(v) => v,
         Err(err) => {
             let offset = offset_of(&src.text, err.line(), err.column());
-            cx.diags.push(src.error(offset..offset, "invalid JSON", err.to_string()));
+            cx.diags
+                .push(src.error(offset..offset, "invalid JSON", err.to_string()));
             return;
         }
     };
     let serde_json::Value::Object(map) = json else {
-        cx.diags.push(src.error(0..0, "a JSON variable file must hold one object", "expected `{ \"NAME\": value, … }`"));
+        cx.diags.push(src.error(
+            0..0,
+            "a JSON variable file must hold one object",
+            "expected `{ \"NAME\": value, … }`",
+        ));
         return;
     };
     for (name, value) in map {
@@ -350,7 +423,11 @@ fn json_var_file(src: &Source, decls: &mut BTreeMap<String, Decl<'_>>, cx: &mut 
         let value = match hcl::to_value(&value) {
             Ok(v) => convert(cx, src, span, &decl.ty, v, &name),
             Err(err) => {
-                cx.diags.push(src.error(span, format!("invalid value for variable `{name}`"), err.to_string()));
+                cx.diags.push(src.error(
+                    span,
+                    format!("invalid value for variable `{name}`"),
+                    err.to_string(),
+                ));
                 None
             }
         };
@@ -360,7 +437,11 @@ fn json_var_file(src: &Source, decls: &mut BTreeMap<String, Decl<'_>>, cx: &mut 
 
 /// Byte offset of a 1-based line and column (serde_json counts columns in bytes).
 fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let start: usize = text.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
     (start + column.saturating_sub(1)).min(text.len())
 }
 
@@ -388,19 +469,31 @@ pub(super) fn locals(items: &[Item<'_>], cx: &mut Cx) -> Values {
                 let at = first.src.origin(span_of(&first.attr.key).start);
                 cx.diags.push(
                     item.src
-                        .error(span_of(&attr.key), format!("duplicate local `{name}`"), format!("local `{name}` is already defined at {at}"))
+                        .error(
+                            span_of(&attr.key),
+                            format!("duplicate local `{name}`"),
+                            format!("local `{name}` is already defined at {at}"),
+                        )
                         .with_help("rename or remove one of them"),
                 );
                 continue;
             }
-            locals.push(Local { name, src: item.src, attr });
+            locals.push(Local {
+                name,
+                src: item.src,
+                attr,
+            });
         }
     }
 
     // Every local is known (without a value) while scanning, so references resolve.
     let mut values: Values = locals.iter().map(|l| (l.name.to_string(), None)).collect();
     cx.ev.locals = Some(values.clone());
-    let index: BTreeMap<&str, usize> = locals.iter().enumerate().map(|(i, l)| (l.name, i)).collect();
+    let index: BTreeMap<&str, usize> = locals
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name, i))
+        .collect();
     let mut edges: Vec<Vec<usize>> = Vec::with_capacity(locals.len());
     let mut broken = vec![false; locals.len()];
     for (i, local) in locals.iter().enumerate() {
@@ -410,7 +503,11 @@ pub(super) fn locals(items: &[Item<'_>], cx: &mut Cx) -> Values {
             broken[i] = true;
         }
         broken[i] |= scan.blocked;
-        let mut deps: Vec<usize> = scan.locals.iter().filter_map(|n| index.get(n.as_str()).copied()).collect();
+        let mut deps: Vec<usize> = scan
+            .locals
+            .iter()
+            .filter_map(|n| index.get(n.as_str()).copied())
+            .collect();
         deps.sort_unstable();
         deps.dedup();
         edges.push(deps);
@@ -421,7 +518,10 @@ pub(super) fn locals(items: &[Item<'_>], cx: &mut Cx) -> Values {
         if cyclic {
             let start = *component.iter().min().unwrap_or(&component[0]);
             let path = cycle_path(start, &component, &edges);
-            let names: Vec<String> = path.iter().map(|&i| format!("local.{}", locals[i].name)).collect();
+            let names: Vec<String> = path
+                .iter()
+                .map(|&i| format!("local.{}", locals[i].name))
+                .collect();
             let local = &locals[start];
             cx.diags.push(
                 local
@@ -440,12 +540,18 @@ pub(super) fn locals(items: &[Item<'_>], cx: &mut Cx) -> Values {
         }
         // Components come out dependencies first, so every dependency is settled by now.
         let i = component[0];
-        if broken[i] || edges[i].iter().any(|&d| values.get(locals[d].name).is_none_or(Option::is_none)) {
+        if broken[i]
+            || edges[i]
+                .iter()
+                .any(|&d| values.get(locals[d].name).is_none_or(Option::is_none))
+        {
             continue;
         }
         cx.ev.locals = Some(values.clone());
         let local = &locals[i];
-        let value = cx.ev.eval_checked(local.src, &local.attr.value, &mut cx.diags);
+        let value = cx
+            .ev
+            .eval_checked(local.src, &local.attr.value, &mut cx.diags);
         values.insert(local.name.to_string(), value);
     }
     values

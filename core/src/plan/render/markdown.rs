@@ -16,54 +16,115 @@ use crate::plan::{Action, Change, Plan};
 use serde_json::{Map, Value};
 use std::fmt::Write as _;
 
+/// GitHub's limit on a comment's body, in characters; [`markdown`] stays under it.
+const GITHUB_COMMENT_LIMIT: usize = 65_536;
+
 /// The plan as a GitHub pull-request comment: summary with the cost change first, a table of
 /// changes, notes, and the full text plan folded in `<details>` inside a ```diff block. Ends
 /// with a newline.
+///
+/// A comment longer than GitHub accepts (65,536 characters) is cut to fit: first the folded
+/// plan loses its last lines, then the table its last rows, each saying how much is not shown.
+/// The summary line and the notes are always kept.
 pub fn markdown(plan: &Plan) -> String {
-    let mut out = String::new();
+    markdown_within(plan, GITHUB_COMMENT_LIMIT)
+}
+
+/// [`markdown`] with the size limit as a parameter (bytes, which never undercount characters).
+pub(super) fn markdown_within(plan: &Plan, limit: usize) -> String {
+    let mut head = String::new();
     if !plan.has_changes() {
-        out.push_str("**flotilla plan**: no changes. Your fleets match the configuration.\n");
-        notes(&mut out, plan);
-        return out;
+        head.push_str("**flotilla plan**: no changes. Your fleets match the configuration.\n");
+        notes(&mut head, plan);
+        return head;
     }
 
     let s = plan.summary;
     let _ = writeln!(
-        out,
+        head,
         "**flotilla plan**: {} · {} to add, {} to change, {} to destroy",
         cost_phrase(plan),
         s.add,
         s.change,
         s.destroy
     );
-    out.push('\n');
+    head.push('\n');
+    head.push_str("| Action | Address | Kind | Reason | Offer | $/h |\n");
+    head.push_str("|---|---|---|---|---|--:|\n");
 
-    out.push_str("| Action | Address | Kind | Reason | Offer | $/h |\n");
-    out.push_str("|---|---|---|---|---|--:|\n");
-    for change in plan.changes.iter().filter(|c| c.action != Action::NoOp) {
-        let _ = writeln!(
-            out,
-            "| `{}` {} | `{}` | {} | {} | {} | {} |",
-            change.action.symbol(),
-            change.action.as_str(),
-            change.address.replace('`', "'"),
-            change.kind.as_str(),
-            cell(&change.reason),
-            cell(&offer(change)),
-            cell(&price(change)),
-        );
-    }
+    let rows: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|change| {
+            format!(
+                "| `{}` {} | `{}` | {} | {} | {} | {} |\n",
+                change.action.symbol(),
+                change.action.as_str(),
+                change.address.replace('`', "'"),
+                change.kind.as_str(),
+                cell(&change.reason),
+                cell(&offer(change)),
+                cell(&price(change)),
+            )
+        })
+        .collect();
 
-    notes(&mut out, plan);
+    let mut tail = String::new();
+    notes(&mut tail, plan);
 
     let body = diff_lines(&text(plan, false));
     let fence = "`".repeat(longest_backtick_run(&body).max(2) + 1);
-    out.push_str("\n<details><summary>Full plan</summary>\n\n");
-    let _ = writeln!(out, "{fence}diff");
-    out.push_str(&body);
-    let _ = writeln!(out, "{fence}");
-    out.push_str("\n</details>\n");
+    let open = format!("\n<details><summary>Full plan</summary>\n\n{fence}diff\n");
+    let close = format!("{fence}\n\n</details>\n");
+
+    // What is always kept, plus room for the two "not shown" lines.
+    const CUT_LINE: usize = 120;
+    let fixed = head.len() + tail.len() + open.len() + close.len() + 2 * CUT_LINE;
+    let mut budget = limit.saturating_sub(fixed);
+
+    let mut out = head;
+    let shown = fit(&rows, budget);
+    for row in &rows[..shown] {
+        out.push_str(row);
+    }
+    budget -= rows[..shown].iter().map(String::len).sum::<usize>();
+    if shown < rows.len() {
+        let _ = writeln!(
+            out,
+            "| | … | | {} more changes not shown; run `flotilla plan` for all of them | | |",
+            rows.len() - shown
+        );
+    }
+    out.push_str(&tail);
+
+    out.push_str(&open);
+    let lines: Vec<String> = body.lines().map(|l| format!("{l}\n")).collect();
+    let shown = fit(&lines, budget);
+    for line in &lines[..shown] {
+        out.push_str(line);
+    }
+    if shown < lines.len() {
+        let _ = writeln!(
+            out,
+            "... {} more lines not shown; run `flotilla plan` for the full plan",
+            lines.len() - shown
+        );
+    }
+    out.push_str(&close);
     out
+}
+
+/// How many of `items`, from the first, fit in `budget` bytes.
+fn fit(items: &[String], budget: usize) -> usize {
+    let mut used = 0;
+    items
+        .iter()
+        .take_while(|item| {
+            used += item.len();
+            used <= budget
+        })
+        .count()
 }
 
 /// `monthly cost will increase by $160,716.80 (+$220.16/h)`, `… decrease by …`, or

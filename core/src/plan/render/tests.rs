@@ -1,6 +1,7 @@
 //! Renderer tests on hand-built plans: one per action and convention, plus snapshots of the
 //! three renderings of a plan that uses every action.
 
+use super::markdown::markdown_within;
 use super::{json, markdown, money, signed_money, text};
 use crate::catalog::{Offer, ProviderKind};
 use crate::plan::{
@@ -461,6 +462,24 @@ fn text_cost_section() {
         out.contains("  delta    -220.16         -160,716.80\n"),
         "{out}"
     );
+
+    // The monthly column adds up to the plan's exact monthly delta even when the hourly
+    // figures were rounded (59.3941/h: 59.39 × 730 = 43,354.70, but the delta is 43,357.69).
+    plan.cost = Cost {
+        before_per_hour: 0.0,
+        after_per_hour: 59.39,
+        delta_per_hour: 59.39,
+        delta_per_month: 43357.69,
+    };
+    let out = text(&plan, false);
+    assert!(
+        out.contains("  after      59.39           43,357.69\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  delta     +59.39          +43,357.69\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -825,8 +844,14 @@ fn markdown_folds_full_plan_in_diff_block() {
         ),
         "{out}"
     );
-    assert!(body.contains("\n!   gateway \"gateway.serve\" {\n"), "{out}");
-    assert!(body.contains("\n-   instance \"fleet.old[0]\" {\n"), "{out}");
+    assert!(
+        body.contains("\n!   gateway \"gateway.serve\" {\n"),
+        "{out}"
+    );
+    assert!(
+        body.contains("\n-   instance \"fleet.old[0]\" {\n"),
+        "{out}"
+    );
     assert!(
         body.contains("\n-       instance_type  = \"a2-highgpu-8g\" -> null\n"),
         "{out}"
@@ -880,4 +905,70 @@ fn markdown_fence_outgrows_backticks_in_the_plan() {
     let out = markdown(&single(c));
     assert!(out.contains("````diff\n"), "{out}");
     assert!(out.ends_with("````\n\n</details>\n"), "{out}");
+}
+
+/// A plan of `n` new nodes.
+fn big(n: usize) -> Plan {
+    let changes = (0..n)
+        .map(|i| {
+            let mut c = change(
+                &format!("fleet.train[{i}]"),
+                ResourceKind::Instance,
+                Action::Create,
+                "new node",
+            );
+            c.after = attrs(instance_after(
+                "aws",
+                "us-east-1",
+                "p5.48xlarge",
+                55.04,
+                "8x H100 80GB",
+            ));
+            c
+        })
+        .collect();
+    let mut plan = plan_with(changes);
+    plan.changes[0].notes = vec!["keep me".to_string()];
+    plan.summary.add = n;
+    plan
+}
+
+#[test]
+fn markdown_fits_a_github_comment() {
+    let plan = big(2048);
+    let out = markdown(&plan);
+    assert!(out.len() <= 65_536, "{} bytes", out.len());
+    assert!(out.starts_with("**flotilla plan**: "));
+    assert!(out.contains("- `fleet.train[0]`: keep me\n"));
+    assert!(out.contains("more changes not shown; run `flotilla plan` for all of them"));
+    assert!(out.ends_with("```\n\n</details>\n"));
+
+    // A plan that fits is not cut.
+    let small = markdown(&big(3));
+    assert!(!small.contains("not shown"), "{small}");
+}
+
+#[test]
+fn markdown_cuts_the_folded_plan_before_the_table() {
+    let plan = big(20);
+    let full = markdown(&plan);
+    let table_end = full.find("<details>").expect("details");
+    let limit = table_end + 2_000;
+    let out = markdown_within(&plan, limit);
+    assert!(out.len() <= limit, "{} > {limit}", out.len());
+    // Every row is there...
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("| `+` create"))
+            .count(),
+        20
+    );
+    // ...and the folded plan is cut, saying so, with its fence closed.
+    assert!(
+        out.contains(
+            "more lines not shown; run `flotilla plan` for the full plan\n```\n\n</details>\n"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("```diff\nState: lineage"), "{out}");
 }

@@ -9,7 +9,7 @@
 //! Each action symbol is the first non-blank text of its line; the markdown renderer relies on
 //! that to move symbols to column 0 for GitHub's `diff` highlighting.
 
-use super::{literal, money, signed_money, table};
+use super::{cents, literal, money, signed_money, table};
 use crate::plan::{Action, Change, HOURS_PER_MONTH, Plan};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -183,7 +183,7 @@ fn block(out: &mut String, p: &Paint, change: &Change) {
     let rows = attribute_rows(change);
     let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
     for row in rows {
-        let forces = if change.forces_replacement.iter().any(|f| *f == row.name) {
+        let forces = if change.forces_replacement.contains(&row.name) {
             " # forces replacement"
         } else {
             ""
@@ -344,8 +344,17 @@ fn offers(out: &mut String, plan: &Plan) {
 }
 
 /// Before, after and delta, per hour and per 730-hour month.
+///
+/// The monthly column is made to add up and to agree with the JSON and markdown: the delta is
+/// the plan's `delta_per_month`, before is `before_per_hour` × 730, and after is before plus
+/// delta (the plan's hourly figures are rounded to cents, so `after_per_hour` × 730 could be a
+/// few dollars off the exact monthly delta).
 fn cost(out: &mut String, plan: &Plan) {
     let c = plan.cost;
+    let before_month = cents(c.before_per_hour * HOURS_PER_MONTH);
+    let delta_month = cents(c.delta_per_month);
+    let after_month = (before_month + delta_month) as f64 / 100.0;
+    let (before_month, delta_month) = (before_month as f64 / 100.0, delta_month as f64 / 100.0);
     out.push_str("Cost (USD):\n\n");
     let rows = vec![
         vec![
@@ -356,17 +365,17 @@ fn cost(out: &mut String, plan: &Plan) {
         vec![
             "before".to_string(),
             money(c.before_per_hour),
-            money(c.before_per_hour * HOURS_PER_MONTH),
+            money(before_month),
         ],
         vec![
             "after".to_string(),
             money(c.after_per_hour),
-            money(c.after_per_hour * HOURS_PER_MONTH),
+            money(after_month),
         ],
         vec![
             "delta".to_string(),
             signed_money(c.delta_per_hour),
-            signed_money(c.delta_per_month),
+            signed_money(delta_month),
         ],
     ];
     for line in table(&rows, &[false, true, true], "  ") {
