@@ -1,14 +1,223 @@
 //! The port to clouds and hosts.
 //!
-//! A [`Provider`] creates, reads and deletes the resources a plan names. The adapters live in
-//! the `providers/` crates (aws-sdk-ec2, google-cloud-compute-v1, azure_mgmt_compute, SSH);
-//! `core` only sees this trait, so the executor can be tested with in-process fakes.
-//! Filled by the apply issue; the planner needs none of it.
+//! A [`Provider`] carries out one operation on one resource — create, delete, attach, update
+//! a gateway's targets — and reads back what exists ([`Provider::refresh`], batched). The
+//! adapters live in the `providers/` crates (aws-sdk-ec2, google-cloud-compute-v1,
+//! azure_mgmt_compute, SSH); `core` only sees this trait, so the executor is tested with
+//! in-process fakes and never learns an SDK.
+//!
+//! Every create is idempotent from the caller's side: it carries a token and tags derived from
+//! the state lineage and the address ([`Ownership`]), and [`Provider::find`] looks a resource
+//! up by those tags, so that an apply re-run after a crash finds what the dead one made instead
+//! of making a second one.
 
-use crate::catalog::ProviderKind;
+use crate::catalog::{Offer, ProviderKind};
+use crate::state::{BoxFuture, Resource};
+use std::collections::BTreeMap;
+
+/// Who a resource belongs to: put on every resource as tags (`flotilla:lineage`,
+/// `flotilla:address`) and folded into the idempotency token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The state's lineage.
+    pub lineage: String,
+    /// The resource's address.
+    pub address: String,
+}
+
+impl Ownership {
+    /// The tag key for the lineage.
+    pub const LINEAGE_TAG: &'static str = "flotilla:lineage";
+    /// The tag key for the address.
+    pub const ADDRESS_TAG: &'static str = "flotilla:address";
+
+    /// An idempotency token (EC2 `ClientToken`, GCE `requestId`) for one attempt: the same
+    /// lineage, address and attempt always give the same token, at most 64 characters.
+    pub fn token(&self, attempt: u32) -> String {
+        use sha2::{Digest, Sha256};
+        let h = Sha256::digest(format!("{}/{}/{attempt}", self.lineage, self.address));
+        h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Make one node.
+#[derive(Debug, Clone)]
+pub struct InstanceRequest {
+    /// Tags that identify it.
+    pub owner: Ownership,
+    /// The offer to take.
+    pub offer: Offer,
+    /// The zone it must be in (its volumes' or its cluster's), if known.
+    pub zone: Option<String>,
+    /// Root disk size, GiB.
+    pub disk_gib: u64,
+    /// The fleet's tags.
+    pub tags: BTreeMap<String, String>,
+    /// The cluster placement group name for a cluster fleet (one per fleet).
+    pub placement_group: Option<String>,
+    /// Volumes to attach once it runs, already made.
+    pub volumes: Vec<Resource>,
+    /// Which offer this is among those tried for the node in this apply: 0 for the first,
+    /// 1 after the first failover, and so on. Pass `owner.token(attempt)` as the idempotency
+    /// token: a retried call (throttling, a lost response) reuses its token, and a failover to
+    /// another offer gets a fresh one, as EC2 requires for changed parameters.
+    pub attempt: u32,
+}
+
+/// Make one volume.
+#[derive(Debug, Clone)]
+pub struct VolumeRequest {
+    /// Tags that identify it.
+    pub owner: Ownership,
+    /// Region.
+    pub region: String,
+    /// Zone; a provider picks the region's first when `None`.
+    pub zone: Option<String>,
+    /// Size, GiB.
+    pub size_gib: u64,
+    /// Disk type (`gp3`, `pd-balanced`, `Premium_LRS`).
+    pub volume_type: String,
+}
+
+/// Make or update one gateway.
+#[derive(Debug, Clone)]
+pub struct GatewayRequest {
+    /// Tags that identify it.
+    pub owner: Ownership,
+    /// Region.
+    pub region: String,
+    /// DNS name it serves.
+    pub domain: Option<String>,
+    /// Listener and target port.
+    pub port: u16,
+    /// The target instances.
+    pub targets: Vec<Resource>,
+}
+
+/// What kind of failure, so the executor knows whether to fail over, retry or give up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No capacity for this offer here (`InsufficientInstanceCapacity`, spot
+    /// `capacity-not-available`, `ZONE_RESOURCE_POOL_EXHAUSTED`, `AllocationFailed`): try the
+    /// next offer.
+    Capacity,
+    /// Throttled (`RequestLimitExceeded`): retry the same call with backoff.
+    Throttled,
+    /// The resource is gone.
+    NotFound,
+    /// Anything else: the operation fails.
+    Other,
+}
+
+/// A failed provider call, with the cloud's own code and message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProviderError {
+    /// What the executor should do about it.
+    pub kind: FailureKind,
+    /// The cloud's error code (`InsufficientInstanceCapacity`).
+    pub code: String,
+    /// The cloud's message.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// A failure of `kind` with the cloud's code and message.
+    pub fn new(kind: FailureKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What refresh found for one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// It exists; here is what it looks like now.
+    Exists(Resource),
+    /// It is gone (terminated or deleted outside flotilla).
+    Gone,
+}
 
 /// A cloud or a set of hosts that can carry out changes.
+///
+/// On what a create, an update or [`Provider::find`] returns, the executor sets `address`,
+/// `kind`, `dependencies`, an instance's `offer`, and the attributes the planner compares (an
+/// instance's `tags` — the fleet's, not the ownership tags — and `disk_gib`; a volume's
+/// `size_gib`, `type` and `attached_to`; a gateway's `targets`, `domain` and `port`), so a
+/// provider need only fill what it alone knows: `provider_id`, `region`, `zone` and its own
+/// attributes (IPs, DNS name, device names). A delete of something already gone may answer
+/// [`FailureKind::NotFound`]: the executor counts it as deleted.
 pub trait Provider: Send + Sync {
     /// Which provider this is.
     fn kind(&self) -> ProviderKind;
+
+    /// Makes a node and waits until it runs; returns it as state records it (id, zone, IPs).
+    fn create_instance<'a>(
+        &'a self,
+        request: &'a InstanceRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
+
+    /// Brings a node's tags to `request.tags`, in place (the only change a node takes in
+    /// place; `request.offer` is the node's own offer). Returns the node as state records it.
+    fn update_instance<'a>(
+        &'a self,
+        instance: &'a Resource,
+        request: &'a InstanceRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
+
+    /// Destroys a node and waits until it is gone (its volumes are detached first).
+    fn delete_instance<'a>(&'a self, instance: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Makes a volume.
+    fn create_volume<'a>(
+        &'a self,
+        request: &'a VolumeRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
+
+    /// Grows a volume to `request.size_gib` or changes its type, in place (EBS
+    /// ModifyVolume). Returns the volume as state records it.
+    fn update_volume<'a>(
+        &'a self,
+        volume: &'a Resource,
+        request: &'a VolumeRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
+
+    /// Destroys a volume.
+    fn delete_volume<'a>(&'a self, volume: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Makes a gateway in front of its targets.
+    fn create_gateway<'a>(
+        &'a self,
+        request: &'a GatewayRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
+
+    /// Brings a gateway's targets, domain and port to `request`, in place.
+    fn update_gateway<'a>(
+        &'a self,
+        gateway: &'a Resource,
+        request: &'a GatewayRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
+
+    /// Destroys a gateway.
+    fn delete_gateway<'a>(&'a self, gateway: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Finds a resource made for `owner` by an earlier, interrupted apply (by its tags), in
+    /// `region`. For an instance, fill `offer` as far as the provider knows it (at least
+    /// `instance_type` and `spot`); the executor completes it from the fleet's candidates.
+    fn find<'a>(
+        &'a self,
+        kind: crate::state::ResourceKind,
+        region: &'a str,
+        owner: &'a Ownership,
+    ) -> BoxFuture<'a, Result<Option<Resource>, ProviderError>>;
+
+    /// Reads what `resources` look like now, batched (one list call per region, not one call
+    /// per resource). Returns one answer per resource, in order.
+    fn refresh<'a>(
+        &'a self,
+        resources: &'a [Resource],
+    ) -> BoxFuture<'a, Result<Vec<Observed>, ProviderError>>;
 }

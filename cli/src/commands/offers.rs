@@ -180,6 +180,10 @@ fn table(offers: &[&Offer], color: bool) -> Table {
             if color { price.fg(Color::Green) } else { price },
         ]);
     }
+    // Flush left: no padding before the first column.
+    if let Some(c) = table.column_mut(0) {
+        c.set_padding((0, 1));
+    }
     for col in [4, 5, 7] {
         if let Some(c) = table.column_mut(col) {
             c.set_cell_alignment(CellAlignment::Right);

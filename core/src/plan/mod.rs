@@ -23,6 +23,8 @@ mod select;
 #[cfg(test)]
 mod tests;
 
+pub use select::fleet_candidates;
+
 /// The `format_version` of plan JSON and plan files.
 pub const PLAN_FORMAT_VERSION: &str = "1";
 

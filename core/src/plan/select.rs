@@ -182,3 +182,27 @@ pub(super) fn cheapest_group(
     // the first offer overall names the cheapest group.
     candidates.cloud.first().map(|o| Group::of(o, ""))
 }
+
+/// The ranked offers a fleet's nodes may take, for the executor's capacity failover: the
+/// declared bare-metal hosts that satisfy the fleet first (price, then name), then the
+/// catalog's offers in rank order — the same candidates, in the same order, as the planner
+/// chooses from. Empty for a fleet that is not in `config`. Whether a host is already taken
+/// is the caller's to track.
+pub fn fleet_candidates(config: &Config, catalog: &Catalog, fleet_name: &str) -> Vec<Offer> {
+    let Some(fleet) = config.fleets.get(fleet_name) else {
+        return Vec::new();
+    };
+    let host_offers: Vec<Offer> = config
+        .providers
+        .baremetal
+        .as_ref()
+        .map(|b| b.hosts.iter().map(|h| h.offer()).collect())
+        .unwrap_or_default();
+    let candidates = Candidates::new(catalog, &host_offers, fleet_query(config, fleet));
+    candidates
+        .hosts
+        .iter()
+        .chain(candidates.cloud.iter())
+        .map(|o| (*o).clone())
+        .collect()
+}

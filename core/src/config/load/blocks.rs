@@ -65,15 +65,13 @@ impl Top<'_> {
         self.names(kind).any(|n| n == name)
     }
 
-    /// The names of the blocks of `kind`.
+    /// The names of the blocks of `kind`: those references can name (`fleet`, `volume`,
+    /// `gateway`); none for any other kind.
     pub(super) fn names(&self, kind: &str) -> impl Iterator<Item = &str> {
         let items: &[Item<'_>] = match kind {
             "fleet" => &self.fleets,
             "volume" => &self.volumes,
             "gateway" => &self.gateways,
-            "output" => &self.outputs,
-            "provider" => &self.providers,
-            "variable" => &self.variables,
             _ => &[],
         };
         items.iter().map(|i| i.name)

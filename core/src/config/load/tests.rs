@@ -79,8 +79,23 @@ fn var(name: &str, value: &str) -> VarArg {
     VarArg::Var(name.to_string(), value.to_string())
 }
 
-/// A file under a fresh temporary directory, for variable files and `load`.
-fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh temporary directory, for variable files and `load`; removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs_err::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -88,7 +103,7 @@ fn temp_dir(tag: &str) -> PathBuf {
         std::env::temp_dir().join(format!("flotilla-config-{}-{tag}-{n}", std::process::id()));
     let _ = fs_err::remove_dir_all(&dir);
     fs_err::create_dir_all(&dir).expect("create temp dir");
-    dir
+    TempDir(dir)
 }
 
 const DESIGN: &str = r#"state { url = "s3://acme-infra/gpu/prod.json" }

@@ -10,6 +10,9 @@
 //! (`      + gpu = …` becomes `+       gpu = …`, same width); `~` becomes `!`, which the diff
 //! grammar highlights as a change (Atlantis and tfcmt do the same). `-/+` already starts its
 //! line. Notes (`    ! …`) stay indented, so they are not mistaken for changes.
+//!
+//! A comment must stay under GitHub's 65,536 characters, so a huge plan (thousands of nodes) is
+//! cut: the folded plan first, then the table; the summary and the notes always stay.
 
 use super::{attr_str, money, text};
 use crate::plan::{Action, Change, Plan};
