@@ -45,11 +45,23 @@ fn example_dir(name: &str) -> tempfile::TempDir {
 fn every_example_plans_offline_against_the_embedded_catalog() {
     for name in ["llm-pretraining", "spot-finetune", "inference", "hybrid"] {
         let dir = example_dir(name);
-        let o = run(&["plan", "-C", dir.path().to_str().unwrap(), "--state", "none.json"]);
+        let o = run(&[
+            "plan",
+            "-C",
+            dir.path().to_str().unwrap(),
+            "--state",
+            "none.json",
+        ]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let out = stdout(&o);
-        assert!(out.contains("to add, 0 to change, 0 to destroy."), "{name}: {out}");
-        assert!(!out.contains('\u{1b}'), "{name}: no colour without a terminal");
+        assert!(
+            out.contains("to add, 0 to change, 0 to destroy."),
+            "{name}: {out}"
+        );
+        assert!(
+            !out.contains('\u{1b}'),
+            "{name}: no colour without a terminal"
+        );
     }
 }
 
@@ -68,10 +80,23 @@ fn detailed_exitcode_is_2_with_changes_and_0_without() {
 #[test]
 fn json_format_has_the_documented_keys() {
     let dir = example_dir("inference");
-    let o = run(&["plan", "-C", dir.path().to_str().unwrap(), "--format", "json"]);
+    let o = run(&[
+        "plan",
+        "-C",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("plan JSON parses");
-    for key in ["format_version", "flotilla_version", "state", "changes", "summary", "cost"] {
+    for key in [
+        "format_version",
+        "flotilla_version",
+        "state",
+        "changes",
+        "summary",
+        "cost",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
     assert_eq!(v["summary"]["add"], 7);
@@ -88,7 +113,13 @@ fn json_format_has_the_documented_keys() {
 #[test]
 fn markdown_format_is_a_pull_request_comment() {
     let dir = example_dir("inference");
-    let o = run(&["plan", "-C", dir.path().to_str().unwrap(), "--format", "markdown"]);
+    let o = run(&[
+        "plan",
+        "-C",
+        dir.path().to_str().unwrap(),
+        "--format",
+        "markdown",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let md = stdout(&o);
     assert!(md.contains("<details>"), "{md}");
@@ -125,12 +156,20 @@ fn saved_plan_round_trips_through_show() {
     assert!(stderr(&o).contains("flotilla apply"), "{}", stderr(&o));
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&planfile).unwrap()).unwrap();
-    assert!(saved["config_digest"].as_str().is_some_and(|d| d.len() == 64));
+    assert!(
+        saved["config_digest"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64)
+    );
     assert_eq!(saved["state"]["serial"], 0);
 
     let shown = run(&["show", planfile.to_str().unwrap()]);
     assert!(shown.status.success(), "{}", stderr(&shown));
-    assert_eq!(stdout(&shown), stdout(&o), "show renders the plan as plan printed it");
+    assert_eq!(
+        stdout(&shown),
+        stdout(&o),
+        "show renders the plan as plan printed it"
+    );
     let shown = run(&["show", planfile.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(v["summary"]["add"], 4);
@@ -138,7 +177,11 @@ fn saved_plan_round_trips_through_show() {
     std::fs::write(&planfile, "{\"hello\": 1}").unwrap();
     let o = run(&["show", planfile.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("is not a flotilla plan file"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a flotilla plan file"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -148,7 +191,10 @@ fn corrupt_or_newer_state_is_refused_and_left_untouched() {
     let state = dir.path().join("flotilla.state.json");
     for (text, expect) in [
         ("{ not json", "is corrupt"),
-        ("{\"format_version\": 99, \"flotilla_version\": \"9.0.0\"}", "Upgrade flotilla"),
+        (
+            "{\"format_version\": 99, \"flotilla_version\": \"9.0.0\"}",
+            "Upgrade flotilla",
+        ),
         ("{\"resources\": []}", "not a flotilla state file"),
     ] {
         std::fs::write(&state, text).unwrap();
@@ -170,16 +216,29 @@ fn no_offer_error_names_the_constraint() {
     let o = run(&["plan", "-C", dir.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("main.hcl:2:1): no offer satisfies it"), "{err}");
+    assert!(
+        err.contains("main.hcl:2:1): no offer satisfies it"),
+        "{err}"
+    );
     assert!(err.contains("max_price 30"), "{err}");
 }
 
 #[test]
 fn unknown_target_is_an_error_with_a_suggestion() {
     let dir = example_dir("inference");
-    let o = run(&["plan", "-C", dir.path().to_str().unwrap(), "--target", "fleet.serv"]);
+    let o = run(&[
+        "plan",
+        "-C",
+        dir.path().to_str().unwrap(),
+        "--target",
+        "fleet.serv",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("did you mean `fleet.serve`?"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("did you mean `fleet.serve`?"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -3,6 +3,9 @@
 //!   state and on a state that already holds it: under 50 ms each;
 //! - a plan over a state of 100,000 resources (50,000 nodes and their volumes): under 1 s.
 
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla_core::catalog::Catalog;
 use flotilla_core::config::{Config, load_sources};
@@ -12,7 +15,8 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 fn config(hcl: &str) -> Config {
-    load_sources(&[("bench.hcl".to_string(), hcl.to_string())], &[], &[]).expect("bench config loads")
+    load_sources(&[("bench.hcl".to_string(), hcl.to_string())], &[], &[])
+        .expect("bench config loads")
 }
 
 const CLUSTER: &str = r#"
@@ -39,26 +43,44 @@ fn applied(p: &Plan, catalog: &Catalog) -> State {
         if c.action == Action::Delete {
             continue;
         }
-        let s = |k: &str| after.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let s = |k: &str| {
+            after
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let offer = (c.kind == ResourceKind::Instance).then(|| {
             catalog
                 .offers()
                 .iter()
-                .find(|o| o.instance_type == s("instance_type") && o.region == s("region") && o.provider.as_str() == s("provider"))
+                .find(|o| {
+                    o.instance_type == s("instance_type")
+                        && o.region == s("region")
+                        && o.provider.as_str() == s("provider")
+                })
                 .cloned()
                 .expect("offer of the plan is in the catalog")
         });
-        let zone = if s("zone").is_empty() { "zone-a".to_string() } else { s("zone") };
+        let zone = if s("zone").is_empty() {
+            "zone-a".to_string()
+        } else {
+            s("zone")
+        };
         let mut attributes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         for (k, v) in after {
-            if matches!(k.as_str(), "size_gib" | "type" | "targets" | "domain" | "port") {
+            if matches!(
+                k.as_str(),
+                "size_gib" | "type" | "targets" | "domain" | "port"
+            ) {
                 attributes.insert(k.clone(), v.clone());
             }
         }
         resources.push(Resource {
             address: c.address.clone(),
             kind: c.kind,
-            provider: flotilla_core::catalog::ProviderKind::parse(&s("provider")).expect("provider"),
+            provider: flotilla_core::catalog::ProviderKind::parse(&s("provider"))
+                .expect("provider"),
             provider_id: format!("id-{}", c.address),
             region: s("region"),
             zone,
@@ -67,7 +89,11 @@ fn applied(p: &Plan, catalog: &Catalog) -> State {
             dependencies: c.depends_on.clone(),
         });
     }
-    State { resources, serial: 1, ..State::empty() }
+    State {
+        resources,
+        serial: 1,
+        ..State::empty()
+    }
 }
 
 fn bench_cluster(c: &mut Criterion) {
@@ -78,14 +104,31 @@ fn bench_cluster(c: &mut Criterion) {
     assert_eq!(first.summary.add, 2048 * 2 + 1);
     let held = applied(&first, &catalog);
     let again = plan(&cfg, &held, &catalog, &PlanOptions::default()).expect("plan");
-    assert!(!again.has_changes(), "a state that holds the cluster plans no changes");
+    assert!(
+        !again.has_changes(),
+        "a state that holds the cluster plans no changes"
+    );
 
     let mut g = c.benchmark_group("plan_cluster_2048_nodes");
     g.bench_function("empty_state", |b| {
-        b.iter(|| plan(black_box(&cfg), black_box(&empty), &catalog, &PlanOptions::default()))
+        b.iter(|| {
+            plan(
+                black_box(&cfg),
+                black_box(&empty),
+                &catalog,
+                &PlanOptions::default(),
+            )
+        })
     });
     g.bench_function("state_holds_it", |b| {
-        b.iter(|| plan(black_box(&cfg), black_box(&held), &catalog, &PlanOptions::default()))
+        b.iter(|| {
+            plan(
+                black_box(&cfg),
+                black_box(&held),
+                &catalog,
+                &PlanOptions::default(),
+            )
+        })
     });
     g.finish();
 }
@@ -105,7 +148,14 @@ fn bench_large_state(c: &mut Criterion) {
     let mut g = c.benchmark_group("plan_state_100k_resources");
     g.sample_size(10);
     g.bench_function("no_changes", |b| {
-        b.iter(|| plan(black_box(&cfg), black_box(&held), &catalog, &PlanOptions::default()))
+        b.iter(|| {
+            plan(
+                black_box(&cfg),
+                black_box(&held),
+                &catalog,
+                &PlanOptions::default(),
+            )
+        })
     });
     g.finish();
 }

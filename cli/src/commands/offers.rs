@@ -124,7 +124,7 @@ fn flag<T>(name: &str, value: &str, parsed: Result<T, SpecError>) -> anyhow::Res
 
 /// Memory for people: `80GB`, `2TB`, `7.5GB` (the grammar's own form when it is whole).
 fn memory_text(m: Memory) -> String {
-    if m.mib() % 1024 == 0 || m.mib() < 1024 {
+    if m.mib().is_multiple_of(1024) || m.mib() < 1024 {
         m.to_string()
     } else {
         let gib = format!("{:.2}", m.gib());
@@ -210,7 +210,7 @@ fn summary(query: &Query, catalog: &Catalog, shown: usize, total: usize) -> Stri
 
 /// A number of GiB, whole when it is (`80`, not `80.0`).
 fn gib_json(m: Memory) -> serde_json::Value {
-    if m.mib() % 1024 == 0 {
+    if m.mib().is_multiple_of(1024) {
         (m.mib() / 1024).into()
     } else {
         m.gib().into()

@@ -3,14 +3,11 @@
 use crate::args::{PlanArgs, PlanFormat, PlanInputs};
 use anyhow::Context as _;
 use flotilla_core::catalog::Catalog;
-use flotilla_core::config::{self, Config, LoadOptions, VarArg};
+use flotilla_core::config::{self, Config};
 use flotilla_core::plan::{self, Plan, PlanOptions, render};
 use flotilla_core::state::{LockInfo, State, StateStore};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-/// The environment variable prefix for variables (`FLOTILLA_VAR_max_price=40`).
-pub(crate) const VAR_ENV_PREFIX: &str = "FLOTILLA_VAR_";
 
 /// The state file used when neither `--state` nor `state { url }` names one.
 pub(crate) const DEFAULT_STATE_FILE: &str = "flotilla.state.json";
@@ -65,23 +62,7 @@ pub(crate) fn make_plan(inputs: &PlanInputs, operation: &str) -> anyhow::Result<
 
 /// Reads the fleet files with the command line's and the environment's variables.
 pub(crate) fn load_config(args: &crate::args::ConfigArgs) -> anyhow::Result<Config> {
-    let mut var_args: Vec<VarArg> = args.var_files.iter().cloned().map(VarArg::File).collect();
-    for v in &args.vars {
-        let Some((name, value)) = v.split_once('=') else {
-            anyhow::bail!("--var `{v}` is not NAME=VALUE; write it as --var {v}=VALUE");
-        };
-        var_args.push(VarArg::Var(name.trim().to_string(), value.to_string()));
-    }
-    let env = std::env::vars()
-        .filter(|(k, _)| k.starts_with(VAR_ENV_PREFIX))
-        .collect();
-    let options = LoadOptions {
-        dir: args.dir.clone(),
-        files: args.files.clone(),
-        var_args,
-        env,
-    };
-    Ok(config::load(&options)?)
+    Ok(config::load(&super::validate::load_options(args)?)?)
 }
 
 /// `--catalog FILE`, else the embedded snapshot.

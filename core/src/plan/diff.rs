@@ -44,8 +44,11 @@ pub(super) fn plan(
     catalog: &Catalog,
     options: &PlanOptions,
 ) -> Result<Plan, PlanError> {
-    let existing: HashMap<&str, &Resource> =
-        state.resources.iter().map(|r| (r.address.as_str(), r)).collect();
+    let existing: HashMap<&str, &Resource> = state
+        .resources
+        .iter()
+        .map(|r| (r.address.as_str(), r))
+        .collect();
     check_addresses(config, &existing, options)?;
     let replace: HashSet<&str> = options.replace.iter().map(String::as_str).collect();
 
@@ -70,10 +73,11 @@ pub(super) fn plan(
 
         // Pass 1a: hosts kept by nodes already on them are not free for anyone else.
         for r in &state.resources {
-            if let Some(o) = &r.offer {
-                if o.provider == ProviderKind::Baremetal && r.kind == ResourceKind::Instance {
-                    used_hosts.insert(o.instance_type.clone());
-                }
+            if let Some(o) = &r.offer
+                && o.provider == ProviderKind::Baremetal
+                && r.kind == ResourceKind::Instance
+            {
+                used_hosts.insert(o.instance_type.clone());
             }
         }
         // Pass 1b: nodes.
@@ -107,7 +111,11 @@ pub(super) fn plan(
             let fleet = &config.fleets[*fleet_name];
             for n in nodes {
                 node_actions.insert(n.address.clone(), n.action);
-                changes.push(node_change(fleet, n, existing.get(n.address.as_str()).copied()));
+                changes.push(node_change(
+                    fleet,
+                    n,
+                    existing.get(n.address.as_str()).copied(),
+                ));
             }
         }
 
@@ -137,15 +145,19 @@ pub(super) fn plan(
         let replaced_volumes: HashMap<String, String> = changes
             .iter()
             .filter(|c| c.kind == ResourceKind::Volume && c.action == Action::Replace)
-            .filter_map(|c| node_of_volume.get(&c.address).map(|n| (n.clone(), c.address.clone())))
+            .filter_map(|c| {
+                node_of_volume
+                    .get(&c.address)
+                    .map(|n| (n.clone(), c.address.clone()))
+            })
             .collect();
         for c in changes.iter_mut() {
-            if let Some(v) = replaced_volumes.get(&c.address) {
-                if c.action == Action::Replace {
-                    c.notes.push(format!(
-                        "its volume {v} is replaced with it: the data on it will be lost"
-                    ));
-                }
+            if let Some(v) = replaced_volumes.get(&c.address)
+                && c.action == Action::Replace
+            {
+                c.notes.push(format!(
+                    "its volume {v} is replaced with it: the data on it will be lost"
+                ));
             }
         }
 
@@ -215,20 +227,30 @@ fn plan_fleet<'a>(
     used_hosts: &mut BTreeSet<String>,
 ) -> Result<Vec<NodePlan<'a>>, PlanError> {
     let n = fleet.nodes as usize;
-    let addresses: Vec<String> = (0..n).map(|i| format!("fleet.{}[{i}]", fleet.name)).collect();
-    let forced = |a: &str| replace.contains(a) || replace.contains(format!("fleet.{}", fleet.name).as_str());
+    let addresses: Vec<String> = (0..n)
+        .map(|i| format!("fleet.{}[{i}]", fleet.name))
+        .collect();
+    let forced =
+        |a: &str| replace.contains(a) || replace.contains(format!("fleet.{}", fleet.name).as_str());
 
     // First: which nodes in state still satisfy the fleet.
     let mut kept: Vec<Option<Placed<'a>>> = vec![None; n];
     let mut replace_reason: Vec<Option<(String, Vec<String>)>> = vec![None; n];
     for (i, address) in addresses.iter().enumerate() {
-        let Some(r) = existing.get(address.as_str()) else { continue };
+        let Some(r) = existing.get(address.as_str()) else {
+            continue;
+        };
         match keep_reason(config, fleet, candidates, r) {
             Ok(offer) if forced(address) => {
                 let _ = offer;
                 replace_reason[i] = Some(("replacement requested with --replace".into(), vec![]));
             }
-            Ok(offer) => kept[i] = Some(Placed { offer, zone: r.zone.clone() }),
+            Ok(offer) => {
+                kept[i] = Some(Placed {
+                    offer,
+                    zone: r.zone.clone(),
+                })
+            }
             Err(why) => replace_reason[i] = Some(why),
         }
     }
@@ -250,7 +272,9 @@ fn plan_fleet<'a>(
             for (i, k) in kept.iter_mut().enumerate() {
                 if let Some(p) = k {
                     let here = Group::of(p.offer, &p.zone);
-                    if !g.allows(p.offer) || (!g.zone.is_empty() && !here.zone.is_empty() && here.zone != g.zone) {
+                    if !g.allows(p.offer)
+                        || (!g.zone.is_empty() && !here.zone.is_empty() && here.zone != g.zone)
+                    {
                         replace_reason[i] = Some((
                             format!("placement: cluster fleet is in {g}; node is in {here}"),
                             vec!["region".into()],
@@ -267,8 +291,10 @@ fn plan_fleet<'a>(
         if let Some(placed) = kept[i].take() {
             let r = existing[address.as_str()];
             let mut notes = Vec::new();
-            if let Some(cheaper) = candidates.cheapest() {
-                if cheaper.price_per_hour + 1e-9 < placed.offer.price_per_hour {
+            if let Some(cheaper) = candidates.cheapest()
+                && cheaper.price_per_hour + 1e-9 < placed.offer.price_per_hour
+            {
+                {
                     notes.push(format!(
                         "kept on {} {} at {}/h although {} {} {} costs {}/h (saves {}/h); `--replace {address}` to move it",
                         placed.offer.provider,
@@ -287,7 +313,15 @@ fn plan_fleet<'a>(
             } else {
                 (Action::Update, "tags changed".to_string())
             };
-            out.push(NodePlan { address, index: i, placed, action, reason, forces: vec![], notes });
+            out.push(NodePlan {
+                address,
+                index: i,
+                placed,
+                action,
+                reason,
+                forces: vec![],
+                notes,
+            });
             continue;
         }
         // A node keeps its volumes' zone if an offer there satisfies it; otherwise it moves,
@@ -301,10 +335,17 @@ fn plan_fleet<'a>(
                 .iter()
                 .copied()
                 .find(|o| select::pin_allows(p, o) && in_group(o))
-                .map(|o| Placed { offer: o, zone: p.zone.clone() });
+                .map(|o| Placed {
+                    offer: o,
+                    zone: p.zone.clone(),
+                });
         }
         if chosen.is_none() {
-            chosen = if group.as_ref().is_some_and(|g| g.provider == ProviderKind::Baremetal) || group.is_none() {
+            chosen = if group
+                .as_ref()
+                .is_some_and(|g| g.provider == ProviderKind::Baremetal)
+                || group.is_none()
+            {
                 candidates.best(used_hosts, None).filter(|o| in_group(o))
             } else {
                 None
@@ -329,7 +370,15 @@ fn plan_fleet<'a>(
             Some((why, forces)) => (Action::Replace, why, forces),
             None => (Action::Create, "new node".to_string(), vec![]),
         };
-        out.push(NodePlan { address, index: i, placed, action, reason, forces, notes: vec![] });
+        out.push(NodePlan {
+            address,
+            index: i,
+            placed,
+            action,
+            reason,
+            forces,
+            notes: vec![],
+        });
     }
     Ok(out)
 }
@@ -489,7 +538,10 @@ fn instance_attrs(offer: &Offer, zone: &str) -> Attrs {
     m.insert("provider".into(), Value::from(offer.provider.as_str()));
     m.insert("region".into(), Value::from(offer.region.clone()));
     m.insert("zone".into(), zone);
-    m.insert("instance_type".into(), Value::from(offer.instance_type.clone()));
+    m.insert(
+        "instance_type".into(),
+        Value::from(offer.instance_type.clone()),
+    );
     m.insert("spot".into(), Value::from(offer.spot));
     m.insert("price_per_hour".into(), json!(offer.price_per_hour));
     m.insert("gpu".into(), Value::from(offer.gpu_label()));
@@ -505,10 +557,17 @@ fn resource_attrs(r: &Resource) -> Attrs {
             m.insert("region".into(), Value::from(r.region.clone()));
             m.insert(
                 "zone".into(),
-                if r.zone.is_empty() { Value::Null } else { Value::from(r.zone.clone()) },
+                if r.zone.is_empty() {
+                    Value::Null
+                } else {
+                    Value::from(r.zone.clone())
+                },
             );
             for (k, v) in &r.attributes {
-                if matches!(k.as_str(), "size_gib" | "type" | "targets" | "domain" | "port" | "prevent_destroy") {
+                if matches!(
+                    k.as_str(),
+                    "size_gib" | "type" | "targets" | "domain" | "port" | "prevent_destroy"
+                ) {
                     m.insert(k.clone(), v.clone());
                 }
             }
@@ -521,10 +580,19 @@ fn node_change(fleet: &Fleet, n: &NodePlan<'_>, before: Option<&Resource>) -> Ch
     let after = instance_attrs(n.placed.offer, &n.placed.zone);
     let mut forces = n.forces.clone();
     let before_attrs = before.map(resource_attrs);
-    if n.action == Action::Replace {
-        if let Some(b) = &before_attrs {
+    if n.action == Action::Replace
+        && let Some(b) = &before_attrs
+    {
+        {
             // Name every offer attribute that differs; the reason's one goes first.
-            for key in ["provider", "region", "instance_type", "spot", "gpu", "price_per_hour"] {
+            for key in [
+                "provider",
+                "region",
+                "instance_type",
+                "spot",
+                "gpu",
+                "price_per_hour",
+            ] {
                 if b.get(key) != after.get(key) && !forces.iter().any(|f| f == key) {
                     forces.push(key.to_string());
                 }
@@ -564,7 +632,11 @@ fn volume_change(
         .region
         .clone()
         .unwrap_or_else(|| node.placed.offer.region.clone());
-    let zone = if node.placed.zone.is_empty() { Value::Null } else { Value::from(node.placed.zone.clone()) };
+    let zone = if node.placed.zone.is_empty() {
+        Value::Null
+    } else {
+        Value::from(node.placed.zone.clone())
+    };
     let size_gib = json!(volume.size.gib());
     let mut after = Map::new();
     after.insert("provider".into(), Value::from(provider.as_str()));
@@ -573,7 +645,12 @@ fn volume_change(
     after.insert("size_gib".into(), size_gib.clone());
     after.insert(
         "type".into(),
-        Value::from(volume.volume_type.clone().unwrap_or_else(|| default_volume_type(provider).to_string())),
+        Value::from(
+            volume
+                .volume_type
+                .clone()
+                .unwrap_or_else(|| default_volume_type(provider).to_string()),
+        ),
     );
     after.insert("attached_to".into(), Value::from(node.address.clone()));
     let mut change = Change {
@@ -593,10 +670,13 @@ fn volume_change(
     b.entry("size_gib").or_insert(Value::Null);
     b.entry("type").or_insert(Value::Null);
     // A kept volume keeps its zone.
-    if let Some(z) = b.get("zone").cloned() {
-        if !z.is_null() && after.get("zone").is_some_and(Value::is_null) && r.provider == provider && r.region == region {
-            after.insert("zone".into(), z);
-        }
+    if let Some(z) = b.get("zone").cloned()
+        && !z.is_null()
+        && after.get("zone").is_some_and(Value::is_null)
+        && r.provider == provider
+        && r.region == region
+    {
+        after.insert("zone".into(), z);
     }
     change.before = Some(b.clone());
     change.after = Some(after.clone());
@@ -610,7 +690,11 @@ fn volume_change(
         })
         .map(String::from)
         .collect();
-    let old_size = r.attributes.get("size_gib").and_then(Value::as_f64).unwrap_or(0.0);
+    let old_size = r
+        .attributes
+        .get("size_gib")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
     let new_size = volume.size.gib();
     let why_replace = if forced {
         Some(("replacement requested with --replace".to_string(), vec![]))
@@ -618,15 +702,17 @@ fn volume_change(
         Some((
             format!(
                 "{} moves its node to {} {}; a disk cannot follow across zones",
-                node.address,
-                provider,
-                region
+                node.address, provider, region
             ),
             moved,
         ))
     } else if new_size + 1e-9 < old_size {
         Some((
-            format!("size: {} is smaller than {} and disks cannot shrink", volume.size, crate::spec::Memory::from_gib_f64(old_size)),
+            format!(
+                "size: {} is smaller than {} and disks cannot shrink",
+                volume.size,
+                crate::spec::Memory::from_gib_f64(old_size)
+            ),
             vec!["size_gib".to_string()],
         ))
     } else {
@@ -643,7 +729,9 @@ fn volume_change(
         change.action = Action::Replace;
         change.reason = why;
         change.forces_replacement = forces;
-        change.notes.push(format!("{address} will be destroyed and made anew: the data on it will be lost"));
+        change.notes.push(format!(
+            "{address} will be destroyed and made anew: the data on it will be lost"
+        ));
     } else if (new_size - old_size).abs() > 1e-9
         || b.get("type").is_some_and(|t| !t.is_null()) && b.get("type") != after.get("type")
     {
@@ -685,11 +773,16 @@ fn gateway_change(
         .region
         .clone()
         .or_else(|| first.map(|o| o.region.clone()))?;
-    let targets: Vec<Value> = nodes.iter().map(|n| Value::from(n.address.clone())).collect();
+    let targets: Vec<Value> = nodes
+        .iter()
+        .map(|n| Value::from(n.address.clone()))
+        .collect();
     let mut after = Map::new();
     after.insert("provider".into(), Value::from(provider.as_str()));
     after.insert("region".into(), Value::from(region.clone()));
-    after.insert("domain".into(), gateway.domain.clone().map_or(Value::Null, Value::from));
+    if let Some(domain) = &gateway.domain {
+        after.insert("domain".into(), Value::from(domain.clone()));
+    }
     after.insert("port".into(), Value::from(gateway.port));
     after.insert("targets".into(), Value::Array(targets.clone()));
     let mut change = Change {
@@ -708,7 +801,9 @@ fn gateway_change(
     b.insert("provider".into(), Value::from(r.provider.as_str()));
     b.insert("region".into(), Value::from(r.region.clone()));
     for k in ["domain", "port", "targets"] {
-        b.insert(k.into(), r.attributes.get(k).cloned().unwrap_or(Value::Null));
+        if let Some(v) = r.attributes.get(k) {
+            b.insert(k.into(), v.clone());
+        }
     }
     change.before = Some(b.clone());
     let moved: Vec<String> = ["provider", "region"]
@@ -739,7 +834,11 @@ fn gateway_change(
         let mut parts = Vec::new();
         let added: Vec<&str> = new.difference(&old).copied().collect();
         let removed: Vec<&str> = old.difference(&new).copied().collect();
-        let renewed_kept: Vec<&str> = renewed.iter().copied().filter(|a| old.contains(a)).collect();
+        let renewed_kept: Vec<&str> = renewed
+            .iter()
+            .copied()
+            .filter(|a| old.contains(a))
+            .collect();
         if !added.is_empty() {
             parts.push(format!("adds {}", added.join(", ")));
         }
@@ -768,7 +867,10 @@ fn gateway_change(
 fn delete_change(r: &Resource, reason: &str) -> Change {
     let mut notes = Vec::new();
     if r.kind == ResourceKind::Volume {
-        notes.push(format!("{} will be destroyed: the data on it will be lost", r.address));
+        notes.push(format!(
+            "{} will be destroyed: the data on it will be lost",
+            r.address
+        ));
     }
     Change {
         address: r.address.clone(),
@@ -795,14 +897,23 @@ fn removal_reason(config: &Config, address: &str) -> String {
     match kind {
         "fleet" => match config.fleets.get(name) {
             None => format!("fleet `{name}` is no longer in the configuration"),
-            Some(f) => format!("scale down to {} node{}", f.nodes, if f.nodes == 1 { "" } else { "s" }),
+            Some(f) => format!(
+                "scale down to {} node{}",
+                f.nodes,
+                if f.nodes == 1 { "" } else { "s" }
+            ),
         },
         "volume" => match config.volumes.get(name) {
             None => format!("volume `{name}` is no longer in the configuration"),
             Some(_) => {
-                let mounter = config.fleets.values().find(|f| f.volumes.iter().any(|v| v == name));
+                let mounter = config
+                    .fleets
+                    .values()
+                    .find(|f| f.volumes.iter().any(|v| v == name));
                 match (mounter, index) {
-                    (Some(f), Some(_)) => format!("fleet `{}` scales down to {} nodes", f.name, f.nodes),
+                    (Some(f), Some(_)) => {
+                        format!("fleet `{}` scales down to {} nodes", f.name, f.nodes)
+                    }
                     _ => format!("volume `{name}` is no longer mounted by any fleet"),
                 }
             }
@@ -820,14 +931,14 @@ fn removal_reason(config: &Config, address: &str) -> String {
 
 fn check_prevent_destroy(config: &Config, address: &str, why: &str) -> Result<(), PlanError> {
     let base = address.split('[').next().unwrap_or(address);
-    if let Some(name) = base.strip_prefix("volume.") {
-        if config.volumes.get(name).is_some_and(|v| v.prevent_destroy) {
-            return Err(PlanError::PreventDestroy {
-                address: address.to_string(),
-                volume: name.to_string(),
-                why: why.to_string(),
-            });
-        }
+    if let Some(name) = base.strip_prefix("volume.")
+        && config.volumes.get(name).is_some_and(|v| v.prevent_destroy)
+    {
+        return Err(PlanError::PreventDestroy {
+            address: address.to_string(),
+            volume: name.to_string(),
+            why: why.to_string(),
+        });
     }
     Ok(())
 }
@@ -859,7 +970,10 @@ fn check_addresses(
             known.insert(base.to_string());
         }
     }
-    for (flag, list) in [("--target", &options.targets), ("--replace", &options.replace)] {
+    for (flag, list) in [
+        ("--target", &options.targets),
+        ("--replace", &options.replace),
+    ] {
         for address in list {
             if !known.contains(address) {
                 let best = known
@@ -869,7 +983,9 @@ fn check_addresses(
                 return Err(PlanError::UnknownAddress {
                     flag: flag.to_string(),
                     address: address.clone(),
-                    hint: best.map(|b| format!("; did you mean `{b}`?")).unwrap_or_default(),
+                    hint: best
+                        .map(|b| format!("; did you mean `{b}`?"))
+                        .unwrap_or_default(),
                 });
             }
         }
@@ -893,12 +1009,17 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The addresses `--target` keeps: the targets and everything they depend on.
 fn targeted(targets: &[String], changes: &[Change]) -> HashSet<String> {
-    let by_address: HashMap<&str, &Change> = changes.iter().map(|c| (c.address.as_str(), c)).collect();
+    let by_address: HashMap<&str, &Change> =
+        changes.iter().map(|c| (c.address.as_str(), c)).collect();
     let mut keep = HashSet::new();
     let mut stack: Vec<String> = Vec::new();
     for t in targets {
         for c in changes {
-            if c.address == *t || c.address.strip_prefix(t.as_str()).is_some_and(|rest| rest.starts_with('[')) {
+            if c.address == *t
+                || c.address
+                    .strip_prefix(t.as_str())
+                    .is_some_and(|rest| rest.starts_with('['))
+            {
                 stack.push(c.address.clone());
             }
         }
@@ -934,7 +1055,11 @@ fn summarise(changes: &[Change]) -> Summary {
 /// Instance cost before (state) and after (every change's `after`, plus state instances the
 /// plan leaves out under `--target`), to the cent.
 fn cost(state: &State, changes: &[Change]) -> Cost {
-    let price = |a: &Attrs| a.get("price_per_hour").and_then(Value::as_f64).unwrap_or(0.0);
+    let price = |a: &Attrs| {
+        a.get("price_per_hour")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
     let before: f64 = state
         .resources
         .iter()
@@ -955,12 +1080,16 @@ fn cost(state: &State, changes: &[Change]) -> Cost {
             .filter_map(|r| r.offer.as_ref())
             .map(|o| o.price_per_hour)
             .sum::<f64>();
+    // Rounded once, to the cent, and the monthly figure from the rounded hourly one, so
+    // that every rendering adds up (before + delta = after, per hour and per month).
     let cents = |x: f64| (x * 100.0).round() / 100.0;
+    let (before, after) = (cents(before), cents(after));
+    let delta = cents(after - before);
     Cost {
-        before_per_hour: cents(before),
-        after_per_hour: cents(after),
-        delta_per_hour: cents(after - before),
-        delta_per_month: cents((after - before) * super::HOURS_PER_MONTH),
+        before_per_hour: before,
+        after_per_hour: after,
+        delta_per_hour: delta,
+        delta_per_month: cents(delta * super::HOURS_PER_MONTH),
     }
 }
 

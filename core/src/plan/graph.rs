@@ -75,12 +75,18 @@ pub struct OperationGraph {
 
 /// Builds the graph of `plan`'s operations; a cycle is an error naming it.
 pub fn build(plan: &Plan) -> Result<OperationGraph, PlanError> {
-    let mut graph: DiGraph<Operation, ()> = DiGraph::with_capacity(plan.changes.len(), plan.changes.len());
+    let mut graph: DiGraph<Operation, ()> =
+        DiGraph::with_capacity(plan.changes.len(), plan.changes.len());
     // address -> (the node that makes or keeps it, the node that destroys it)
     let mut up: HashMap<&str, NodeIndex> = HashMap::with_capacity(plan.changes.len());
     let mut down: HashMap<&str, NodeIndex> = HashMap::new();
     for c in &plan.changes {
-        let op = |step, replace| Operation { address: c.address.clone(), kind: c.kind, step, replace };
+        let op = |step, replace| Operation {
+            address: c.address.clone(),
+            kind: c.kind,
+            step,
+            replace,
+        };
         match c.action {
             Action::Create => {
                 up.insert(&c.address, graph.add_node(op(Step::Create, false)));
@@ -124,9 +130,9 @@ impl OperationGraph {
     /// A cycle, as `a -> b -> a`, if there is one (tarjan's strongly connected components).
     pub fn find_cycle(&self) -> Option<String> {
         let sccs = petgraph::algo::tarjan_scc(&self.graph);
-        let scc = sccs.into_iter().find(|s| {
-            s.len() > 1 || s.first().is_some_and(|n| self.graph.contains_edge(*n, *n))
-        })?;
+        let scc = sccs
+            .into_iter()
+            .find(|s| s.len() > 1 || s.first().is_some_and(|n| self.graph.contains_edge(*n, *n)))?;
         // Walk the component from its smallest node to print the cycle in order.
         let members: BTreeSet<NodeIndex> = scc.iter().copied().collect();
         let start = *members.iter().next()?;
@@ -164,7 +170,8 @@ impl OperationGraph {
                 indegree[b.index()] += 1;
             }
         }
-        let mut ready: BTreeSet<usize> = (0..indegree.len()).filter(|i| indegree[*i] == 0).collect();
+        let mut ready: BTreeSet<usize> =
+            (0..indegree.len()).filter(|i| indegree[*i] == 0).collect();
         let mut out = Vec::with_capacity(indegree.len());
         while let Some(i) = ready.pop_first() {
             let n = NodeIndex::new(i);
@@ -181,10 +188,17 @@ impl OperationGraph {
 
     /// Graphviz DOT, nodes in plan order.
     pub fn to_dot(&self) -> String {
-        let mut s = String::from("digraph flotilla {\n  rankdir = \"LR\";\n  node [shape = box];\n");
+        let mut s =
+            String::from("digraph flotilla {\n  rankdir = \"LR\";\n  node [shape = box];\n");
         for n in self.graph.node_indices() {
             let op = &self.graph[n];
-            let _ = writeln!(s, "  n{} [label = \"{}\"{}];", n.index(), op.label(), dot_style(op));
+            let _ = writeln!(
+                s,
+                "  n{} [label = \"{}\"{}];",
+                n.index(),
+                op.label(),
+                dot_style(op)
+            );
         }
         for e in self.sorted_edges() {
             let _ = writeln!(s, "  n{} -> n{};", e.0, e.1);

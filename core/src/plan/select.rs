@@ -83,7 +83,12 @@ impl<'a> Candidates<'a> {
             Vec::new()
         };
         hosts.sort_by(|a, b| a.rank_cmp(b));
-        Candidates { cloud, hosts, query, catalog }
+        Candidates {
+            cloud,
+            hosts,
+            query,
+            catalog,
+        }
     }
 
     /// How many offers match (hosts included).
@@ -93,13 +98,23 @@ impl<'a> Candidates<'a> {
 
     /// The best offer for one node: the first free host, else the cheapest cloud offer that
     /// satisfies `pin` (when the node must stay with its volumes).
-    pub(super) fn best(&self, used_hosts: &BTreeSet<String>, pin: Option<&Pin>) -> Option<&'a Offer> {
-        if pin.is_none() {
-            if let Some(h) = self.hosts.iter().find(|h| !used_hosts.contains(&h.instance_type)) {
-                return Some(h);
-            }
+    pub(super) fn best(
+        &self,
+        used_hosts: &BTreeSet<String>,
+        pin: Option<&Pin>,
+    ) -> Option<&'a Offer> {
+        if pin.is_none()
+            && let Some(h) = self
+                .hosts
+                .iter()
+                .find(|h| !used_hosts.contains(&h.instance_type))
+        {
+            return Some(h);
         }
-        self.cloud.iter().copied().find(|o| pin.is_none_or(|p| pin_allows(p, o)))
+        self.cloud
+            .iter()
+            .copied()
+            .find(|o| pin.is_none_or(|p| pin_allows(p, o)))
     }
 
     /// Which constraint leaves no offer, in the catalog's words (hosts are not in the catalog,
@@ -140,7 +155,11 @@ impl Group {
         Group {
             provider: offer.provider,
             region: offer.region.clone(),
-            zone: if offer.zone.is_empty() { zone.to_string() } else { offer.zone.clone() },
+            zone: if offer.zone.is_empty() {
+                zone.to_string()
+            } else {
+                offer.zone.clone()
+            },
         }
     }
 

@@ -39,7 +39,12 @@ fn offer(provider: &str, instance_type: &str, region: &str) -> crate::catalog::O
     catalog()
         .offers()
         .iter()
-        .find(|o| o.provider.as_str() == provider && o.instance_type == instance_type && o.region == region && !o.spot)
+        .find(|o| {
+            o.provider.as_str() == provider
+                && o.instance_type == instance_type
+                && o.region == region
+                && !o.spot
+        })
         .cloned()
         .expect("offer in test catalog")
 }
@@ -58,7 +63,13 @@ fn instance(address: &str, o: crate::catalog::Offer, zone: &str, deps: &[&str]) 
     }
 }
 
-fn volume(address: &str, provider: ProviderKind, region: &str, zone: &str, size_gib: f64) -> Resource {
+fn volume(
+    address: &str,
+    provider: ProviderKind,
+    region: &str,
+    zone: &str,
+    size_gib: f64,
+) -> Resource {
     Resource {
         address: address.to_string(),
         kind: ResourceKind::Volume,
@@ -93,7 +104,11 @@ fn change<'a>(p: &'a Plan, address: &str) -> &'a Change {
 }
 
 fn after(c: &Change, key: &str) -> serde_json::Value {
-    c.after.as_ref().and_then(|a| a.get(key)).cloned().unwrap_or(serde_json::Value::Null)
+    c.after
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
 }
 
 const PROVIDERS: &str = r#"
@@ -111,12 +126,21 @@ fn with_providers(body: &str) -> String {
 
 #[test]
 fn empty_state_creates_every_node_on_the_cheapest_offer() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   nodes = 2
   resources { gpu = "H100:8" }
-}"#);
+}"#,
+    );
     let p = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
-    assert_eq!(p.summary, Summary { add: 2, change: 0, destroy: 0 });
+    assert_eq!(
+        p.summary,
+        Summary {
+            add: 2,
+            change: 0,
+            destroy: 0
+        }
+    );
     for i in 0..2 {
         let c = change(&p, &format!("fleet.train[{i}]"));
         assert_eq!(c.action, Action::Create);
@@ -133,10 +157,17 @@ fn empty_state_creates_every_node_on_the_cheapest_offer() {
 
 #[test]
 fn satisfying_instance_is_kept_and_the_cheaper_offer_is_noted() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   resources { gpu = "H100:8" }
-}"#);
-    let st = state(vec![instance("fleet.train[0]", offer("aws", "p5.48xlarge", "us-east-1"), "us-east-1a", &[])]);
+}"#,
+    );
+    let st = state(vec![instance(
+        "fleet.train[0]",
+        offer("aws", "p5.48xlarge", "us-east-1"),
+        "us-east-1a",
+        &[],
+    )]);
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     let c = change(&p, "fleet.train[0]");
     assert_eq!(c.action, Action::NoOp);
@@ -149,16 +180,41 @@ fn satisfying_instance_is_kept_and_the_cheaper_offer_is_noted() {
 
 #[test]
 fn each_constraint_forces_replacement_and_names_itself() {
-    let st = || state(vec![instance("fleet.train[0]", offer("aws", "p4d.24xlarge", "us-east-1"), "", &[])]);
+    let st = || {
+        state(vec![instance(
+            "fleet.train[0]",
+            offer("aws", "p4d.24xlarge", "us-east-1"),
+            "",
+            &[],
+        )])
+    };
     let cases = [
-        (r#"resources { gpu = "H100:8" }"#, "gpu: A100 does not match H100"),
+        (
+            r#"resources { gpu = "H100:8" }"#,
+            "gpu: A100 does not match H100",
+        ),
         (r#"resources { gpu = "A100:80GB:8" }"#, "gpu memory"),
         (r#"resources { gpu = "A100:4" }"#, "gpu count"),
-        ("resources { gpu = \"A100:8\" }\n  max_price = 30", "price 32.77 > max_price 30"),
-        ("resources { gpu = \"A100:8\" }\n  regions = [\"us-central1\"]", "region"),
-        ("resources { gpu = \"A100:8\" }\n  providers = [\"gcp\"]", "provider"),
-        ("resources { gpu = \"A100:8\" }\n  spot_policy = \"spot\"", "spot"),
-        ("resources {\n    gpu    = \"A100:8\"\n    memory = \"1200GB..\"\n  }", "memory"),
+        (
+            "resources { gpu = \"A100:8\" }\n  max_price = 30",
+            "price 32.77 > max_price 30",
+        ),
+        (
+            "resources { gpu = \"A100:8\" }\n  regions = [\"us-central1\"]",
+            "region",
+        ),
+        (
+            "resources { gpu = \"A100:8\" }\n  providers = [\"gcp\"]",
+            "provider",
+        ),
+        (
+            "resources { gpu = \"A100:8\" }\n  spot_policy = \"spot\"",
+            "spot",
+        ),
+        (
+            "resources {\n    gpu    = \"A100:8\"\n    memory = \"1200GB..\"\n  }",
+            "memory",
+        ),
     ];
     for (body, reason) in cases {
         let hcl = with_providers(&format!("fleet \"train\" {{\n  {body}\n}}"));
@@ -167,7 +223,11 @@ fn each_constraint_forces_replacement_and_names_itself() {
             Ok(p) => {
                 let c = change(&p, "fleet.train[0]");
                 assert_eq!(c.action, Action::Replace, "{body}");
-                assert!(c.reason.contains(reason), "{body}: reason {:?} lacks {reason:?}", c.reason);
+                assert!(
+                    c.reason.contains(reason),
+                    "{body}: reason {:?} lacks {reason:?}",
+                    c.reason
+                );
                 assert!(!c.forces_replacement.is_empty(), "{body}");
             }
             // A constraint no offer can meet is a no-offer error instead (spot A100:8 here).
@@ -179,30 +239,54 @@ fn each_constraint_forces_replacement_and_names_itself() {
 
 #[test]
 fn tags_change_is_an_in_place_update() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   resources { gpu = "H100:8" }
   tags = { team = "llm" }
-}"#);
-    let st = state(vec![instance("fleet.train[0]", offer("gcp", "a3-highgpu-8g", "us-central1"), "", &[])]);
+}"#,
+    );
+    let st = state(vec![instance(
+        "fleet.train[0]",
+        offer("gcp", "a3-highgpu-8g", "us-central1"),
+        "",
+        &[],
+    )]);
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     assert_eq!(change(&p, "fleet.train[0]").action, Action::Update);
-    assert_eq!(p.summary, Summary { add: 0, change: 1, destroy: 0 });
+    assert_eq!(
+        p.summary,
+        Summary {
+            add: 0,
+            change: 1,
+            destroy: 0
+        }
+    );
 }
 
 #[test]
 fn cluster_fleet_lands_in_one_group_pinned_by_existing_nodes() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   nodes     = 3
   placement = "cluster"
   resources { gpu = "H100:8" }
-}"#);
+}"#,
+    );
     // Empty state: the cheapest group (gcp us-central1) holds every node.
     let p = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
     for i in 0..3 {
-        assert_eq!(after(change(&p, &format!("fleet.train[{i}]")), "region"), json!("us-central1"));
+        assert_eq!(
+            after(change(&p, &format!("fleet.train[{i}]")), "region"),
+            json!("us-central1")
+        );
     }
     // A kept node in aws us-west-2 pins the group there, although gcp is cheaper.
-    let st = state(vec![instance("fleet.train[0]", offer("aws", "p5.48xlarge", "us-west-2"), "us-west-2b", &[])]);
+    let st = state(vec![instance(
+        "fleet.train[0]",
+        offer("aws", "p5.48xlarge", "us-west-2"),
+        "us-west-2b",
+        &[],
+    )]);
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     assert_eq!(change(&p, "fleet.train[0]").action, Action::NoOp);
     for i in 1..3 {
@@ -213,13 +297,28 @@ fn cluster_fleet_lands_in_one_group_pinned_by_existing_nodes() {
     }
     // Nodes outside the pinned group move into it.
     let st = state(vec![
-        instance("fleet.train[0]", offer("aws", "p5.48xlarge", "us-west-2"), "us-west-2b", &[]),
-        instance("fleet.train[1]", offer("aws", "p5.48xlarge", "us-east-1"), "us-east-1a", &[]),
+        instance(
+            "fleet.train[0]",
+            offer("aws", "p5.48xlarge", "us-west-2"),
+            "us-west-2b",
+            &[],
+        ),
+        instance(
+            "fleet.train[1]",
+            offer("aws", "p5.48xlarge", "us-east-1"),
+            "us-east-1a",
+            &[],
+        ),
     ]);
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     let c = change(&p, "fleet.train[1]");
     assert_eq!(c.action, Action::Replace);
-    assert!(c.reason.contains("placement: cluster fleet is in aws us-west-2"), "{}", c.reason);
+    assert!(
+        c.reason
+            .contains("placement: cluster fleet is in aws us-west-2"),
+        "{}",
+        c.reason
+    );
     assert_eq!(after(c, "region"), json!("us-west-2"));
 }
 
@@ -233,7 +332,12 @@ fleet "train" {
 
 #[test]
 fn new_nodes_get_new_volumes_created_first() {
-    let p = run(&with_providers(VOLUME_FLEET), &state(vec![]), &PlanOptions::default()).unwrap();
+    let p = run(
+        &with_providers(VOLUME_FLEET),
+        &state(vec![]),
+        &PlanOptions::default(),
+    )
+    .unwrap();
     let v = change(&p, "volume.ckpt[0]");
     assert_eq!(v.action, Action::Create);
     assert_eq!(after(v, "size_gib"), json!(2048.0));
@@ -242,34 +346,76 @@ fn new_nodes_get_new_volumes_created_first() {
     assert_eq!(n.depends_on, vec!["volume.ckpt[0]".to_string()]);
     let g = graph::build(&p).unwrap();
     let order: Vec<String> = g.order().iter().map(|o| o.label()).collect();
-    assert_eq!(order, vec!["create volume.ckpt[0]", "create fleet.train[0]"]);
+    assert_eq!(
+        order,
+        vec!["create volume.ckpt[0]", "create fleet.train[0]"]
+    );
 }
 
 #[test]
 fn volume_pins_its_node_zone_and_moving_replaces_the_volume() {
     // The node's region still has a satisfying offer: it stays with its volume.
     let st = state(vec![
-        instance("fleet.train[0]", offer("aws", "p4d.24xlarge", "us-east-1"), "us-east-1a", &["volume.ckpt[0]"]),
-        volume("volume.ckpt[0]", ProviderKind::Aws, "us-east-1", "us-east-1a", 2048.0),
+        instance(
+            "fleet.train[0]",
+            offer("aws", "p4d.24xlarge", "us-east-1"),
+            "us-east-1a",
+            &["volume.ckpt[0]"],
+        ),
+        volume(
+            "volume.ckpt[0]",
+            ProviderKind::Aws,
+            "us-east-1",
+            "us-east-1a",
+            2048.0,
+        ),
     ]);
     let p = run(&with_providers(VOLUME_FLEET), &st, &PlanOptions::default()).unwrap();
     let n = change(&p, "fleet.train[0]");
     assert_eq!(n.action, Action::Replace);
-    assert_eq!(after(n, "instance_type"), json!("p5.48xlarge"), "stays in us-east-1 with its volume");
+    assert_eq!(
+        after(n, "instance_type"),
+        json!("p5.48xlarge"),
+        "stays in us-east-1 with its volume"
+    );
     assert_eq!(after(n, "zone"), json!("us-east-1a"));
     assert_eq!(change(&p, "volume.ckpt[0]").action, Action::NoOp);
 
     // No offer in the volume's region: the node moves and the volume is replaced, loudly.
     let st = state(vec![
-        instance("fleet.train[0]", offer("aws", "p4d.24xlarge", "us-east-1"), "us-east-1a", &["volume.ckpt[0]"]),
-        volume("volume.ckpt[0]", ProviderKind::Aws, "us-east-1", "us-east-1a", 2048.0),
+        instance(
+            "fleet.train[0]",
+            offer("aws", "p4d.24xlarge", "us-east-1"),
+            "us-east-1a",
+            &["volume.ckpt[0]"],
+        ),
+        volume(
+            "volume.ckpt[0]",
+            ProviderKind::Aws,
+            "us-east-1",
+            "us-east-1a",
+            2048.0,
+        ),
     ]);
-    let hcl = with_providers(&VOLUME_FLEET.replace("resources {", "providers = [\"gcp\"]\n  resources {"));
+    let hcl = with_providers(
+        &VOLUME_FLEET.replace("resources {", "providers = [\"gcp\"]\n  resources {"),
+    );
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     let v = change(&p, "volume.ckpt[0]");
     assert_eq!(v.action, Action::Replace);
-    assert!(v.notes.iter().any(|n| n.contains("data on it will be lost")), "{:?}", v.notes);
-    assert!(change(&p, "fleet.train[0]").notes.iter().any(|n| n.contains("volume.ckpt[0]")));
+    assert!(
+        v.notes
+            .iter()
+            .any(|n| n.contains("data on it will be lost")),
+        "{:?}",
+        v.notes
+    );
+    assert!(
+        change(&p, "fleet.train[0]")
+            .notes
+            .iter()
+            .any(|n| n.contains("volume.ckpt[0]"))
+    );
 
     // ... which prevent_destroy refuses.
     let hcl = hcl.replace("size = \"2TB\"", "size = \"2TB\"\n  prevent_destroy = true");
@@ -282,10 +428,23 @@ fn volume_pins_its_node_zone_and_moving_replaces_the_volume() {
 #[test]
 fn replaced_node_and_volume_run_destroy_before_create_in_dependency_order() {
     let st = state(vec![
-        instance("fleet.train[0]", offer("aws", "p4d.24xlarge", "us-east-1"), "us-east-1a", &["volume.ckpt[0]"]),
-        volume("volume.ckpt[0]", ProviderKind::Aws, "us-east-1", "us-east-1a", 2048.0),
+        instance(
+            "fleet.train[0]",
+            offer("aws", "p4d.24xlarge", "us-east-1"),
+            "us-east-1a",
+            &["volume.ckpt[0]"],
+        ),
+        volume(
+            "volume.ckpt[0]",
+            ProviderKind::Aws,
+            "us-east-1",
+            "us-east-1a",
+            2048.0,
+        ),
     ]);
-    let hcl = with_providers(&VOLUME_FLEET.replace("resources {", "providers = [\"gcp\"]\n  resources {"));
+    let hcl = with_providers(
+        &VOLUME_FLEET.replace("resources {", "providers = [\"gcp\"]\n  resources {"),
+    );
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     let g = graph::build(&p).unwrap();
     let order: Vec<String> = g.order().iter().map(|o| o.label()).collect();
@@ -328,8 +487,14 @@ fn hybrid_fleet_fills_hosts_first_then_the_cheapest_cloud() {
     let types: Vec<serde_json::Value> = (0..3)
         .map(|i| after(change(&p, &format!("fleet.onprem[{i}]")), "instance_type"))
         .collect();
-    assert_eq!(types, vec![json!("dgx-1"), json!("dgx-2"), json!("p4de.24xlarge")]);
-    assert_eq!(after(change(&p, "fleet.onprem[0]"), "provider"), json!("baremetal"));
+    assert_eq!(
+        types,
+        vec![json!("dgx-1"), json!("dgx-2"), json!("p4de.24xlarge")]
+    );
+    assert_eq!(
+        after(change(&p, "fleet.onprem[0]"), "provider"),
+        json!("baremetal")
+    );
     assert_eq!(p.cost.after_per_hour, 53.46);
 }
 
@@ -350,7 +515,14 @@ fn a_host_runs_one_node_of_one_fleet_at_most() {
     let types: Vec<serde_json::Value> = (0..3)
         .map(|i| after(change(&p, &format!("fleet.onprem[{i}]")), "instance_type"))
         .collect();
-    assert_eq!(types, vec![json!("dgx-2"), json!("p4de.24xlarge"), json!("p4de.24xlarge")]);
+    assert_eq!(
+        types,
+        vec![
+            json!("dgx-2"),
+            json!("p4de.24xlarge"),
+            json!("p4de.24xlarge")
+        ]
+    );
 }
 
 #[test]
@@ -358,20 +530,60 @@ fn scale_down_removes_the_highest_indexes_and_their_volumes() {
     let hcl = with_providers(&VOLUME_FLEET.replace("resources {", "nodes = 1\n  resources {"));
     let o = offer("gcp", "a3-highgpu-8g", "us-central1");
     let st = state(vec![
-        instance("fleet.train[0]", o.clone(), "us-central1-a", &["volume.ckpt[0]"]),
-        instance("fleet.train[1]", o.clone(), "us-central1-a", &["volume.ckpt[1]"]),
+        instance(
+            "fleet.train[0]",
+            o.clone(),
+            "us-central1-a",
+            &["volume.ckpt[0]"],
+        ),
+        instance(
+            "fleet.train[1]",
+            o.clone(),
+            "us-central1-a",
+            &["volume.ckpt[1]"],
+        ),
         instance("fleet.train[2]", o, "us-central1-a", &["volume.ckpt[2]"]),
-        volume("volume.ckpt[0]", ProviderKind::Gcp, "us-central1", "us-central1-a", 2048.0),
-        volume("volume.ckpt[1]", ProviderKind::Gcp, "us-central1", "us-central1-a", 2048.0),
-        volume("volume.ckpt[2]", ProviderKind::Gcp, "us-central1", "us-central1-a", 2048.0),
+        volume(
+            "volume.ckpt[0]",
+            ProviderKind::Gcp,
+            "us-central1",
+            "us-central1-a",
+            2048.0,
+        ),
+        volume(
+            "volume.ckpt[1]",
+            ProviderKind::Gcp,
+            "us-central1",
+            "us-central1-a",
+            2048.0,
+        ),
+        volume(
+            "volume.ckpt[2]",
+            ProviderKind::Gcp,
+            "us-central1",
+            "us-central1-a",
+            2048.0,
+        ),
     ]);
     let p = run(&hcl, &st, &PlanOptions::default()).unwrap();
     assert_eq!(change(&p, "fleet.train[0]").action, Action::NoOp);
-    for a in ["fleet.train[1]", "fleet.train[2]", "volume.ckpt[1]", "volume.ckpt[2]"] {
+    for a in [
+        "fleet.train[1]",
+        "fleet.train[2]",
+        "volume.ckpt[1]",
+        "volume.ckpt[2]",
+    ] {
         assert_eq!(change(&p, a).action, Action::Delete, "{a}");
     }
     assert_eq!(change(&p, "fleet.train[2]").reason, "scale down to 1 node");
-    assert_eq!(p.summary, Summary { add: 0, change: 0, destroy: 4 });
+    assert_eq!(
+        p.summary,
+        Summary {
+            add: 0,
+            change: 0,
+            destroy: 4
+        }
+    );
     assert_eq!(p.cost.delta_per_hour, -86.14);
     // Instances go before their volumes.
     let g = graph::build(&p).unwrap();
@@ -383,11 +595,25 @@ fn scale_down_removes_the_highest_indexes_and_their_volumes() {
 #[test]
 fn removed_fleet_destroys_its_nodes_and_volumes() {
     let st = state(vec![
-        instance("fleet.old[0]", offer("gcp", "a3-highgpu-8g", "us-central1"), "", &["volume.ckpt[0]"]),
-        volume("volume.ckpt[0]", ProviderKind::Gcp, "us-central1", "us-central1-a", 100.0),
+        instance(
+            "fleet.old[0]",
+            offer("gcp", "a3-highgpu-8g", "us-central1"),
+            "",
+            &["volume.ckpt[0]"],
+        ),
+        volume(
+            "volume.ckpt[0]",
+            ProviderKind::Gcp,
+            "us-central1",
+            "us-central1-a",
+            100.0,
+        ),
     ]);
     let p = run(PROVIDERS, &st, &PlanOptions::default()).unwrap();
-    assert_eq!(change(&p, "fleet.old[0]").reason, "fleet `old` is no longer in the configuration");
+    assert_eq!(
+        change(&p, "fleet.old[0]").reason,
+        "fleet `old` is no longer in the configuration"
+    );
     assert_eq!(change(&p, "volume.ckpt[0]").action, Action::Delete);
 }
 
@@ -414,7 +640,10 @@ fn gateway_is_updated_in_place_when_its_targets_change() {
         attributes: BTreeMap::from([
             ("domain".to_string(), json!("llm.example.com")),
             ("port".to_string(), json!(80)),
-            ("targets".to_string(), json!(["fleet.serve[0]", "fleet.serve[1]"])),
+            (
+                "targets".to_string(),
+                json!(["fleet.serve[0]", "fleet.serve[1]"]),
+            ),
         ]),
         dependencies: vec!["fleet.serve[0]".into(), "fleet.serve[1]".into()],
     };
@@ -426,30 +655,65 @@ fn gateway_is_updated_in_place_when_its_targets_change() {
     let p = run(&with_providers(GATEWAY), &st, &PlanOptions::default()).unwrap();
     assert_eq!(change(&p, "gateway.api").action, Action::NoOp);
 
-    let p = run(&with_providers(&GATEWAY.replace("nodes = 2", "nodes = 3")), &st, &PlanOptions::default()).unwrap();
+    let p = run(
+        &with_providers(&GATEWAY.replace("nodes = 2", "nodes = 3")),
+        &st,
+        &PlanOptions::default(),
+    )
+    .unwrap();
     let g = change(&p, "gateway.api");
     assert_eq!(g.action, Action::Update);
     assert!(g.reason.contains("adds fleet.serve[2]"), "{}", g.reason);
-    let order: Vec<String> = graph::build(&p).unwrap().order().iter().map(|o| o.label()).collect();
+    let order: Vec<String> = graph::build(&p)
+        .unwrap()
+        .order()
+        .iter()
+        .map(|o| o.label())
+        .collect();
     let pos = |l: &str| order.iter().position(|x| x == l).unwrap();
     assert!(pos("create fleet.serve[2]") < pos("update gateway.api"));
 }
 
 #[test]
 fn target_limits_the_plan_to_the_resource_and_its_dependencies() {
-    let hcl = with_providers(&format!("{VOLUME_FLEET}\nfleet \"other\" {{\n  resources {{ gpu = \"L4\" }}\n}}"));
-    let p = run(&hcl, &state(vec![]), &PlanOptions { targets: vec!["fleet.train[0]".into()], ..Default::default() }).unwrap();
+    let hcl = with_providers(&format!(
+        "{VOLUME_FLEET}\nfleet \"other\" {{\n  resources {{ gpu = \"L4\" }}\n}}"
+    ));
+    let p = run(
+        &hcl,
+        &state(vec![]),
+        &PlanOptions {
+            targets: vec!["fleet.train[0]".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let addresses: Vec<&str> = p.changes.iter().map(|c| c.address.as_str()).collect();
     assert_eq!(addresses, vec!["fleet.train[0]", "volume.ckpt[0]"]);
 }
 
 #[test]
 fn replace_forces_a_replacement_of_a_satisfying_node() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   resources { gpu = "H100:8" }
-}"#);
-    let st = state(vec![instance("fleet.train[0]", offer("gcp", "a3-highgpu-8g", "us-central1"), "", &[])]);
-    let p = run(&hcl, &st, &PlanOptions { replace: vec!["fleet.train[0]".into()], ..Default::default() }).unwrap();
+}"#,
+    );
+    let st = state(vec![instance(
+        "fleet.train[0]",
+        offer("gcp", "a3-highgpu-8g", "us-central1"),
+        "",
+        &[],
+    )]);
+    let p = run(
+        &hcl,
+        &st,
+        &PlanOptions {
+            replace: vec!["fleet.train[0]".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let c = change(&p, "fleet.train[0]");
     assert_eq!(c.action, Action::Replace);
     assert_eq!(c.reason, "replacement requested with --replace");
@@ -457,10 +721,20 @@ fn replace_forces_a_replacement_of_a_satisfying_node() {
 
 #[test]
 fn unknown_target_or_replace_address_is_an_error_with_a_suggestion() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   resources { gpu = "H100:8" }
-}"#);
-    let e = run(&hcl, &state(vec![]), &PlanOptions { replace: vec!["fleet.trian[0]".into()], ..Default::default() }).unwrap_err();
+}"#,
+    );
+    let e = run(
+        &hcl,
+        &state(vec![]),
+        &PlanOptions {
+            replace: vec!["fleet.trian[0]".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
         "--replace `fleet.trian[0]` matches no resource in the configuration or the state; did you mean `fleet.train[0]`?"
@@ -470,27 +744,51 @@ fn unknown_target_or_replace_address_is_an_error_with_a_suggestion() {
 #[test]
 fn destroy_plans_the_removal_of_everything_and_respects_prevent_destroy() {
     let st = state(vec![
-        instance("fleet.train[0]", offer("gcp", "a3-highgpu-8g", "us-central1"), "", &["volume.ckpt[0]"]),
-        volume("volume.ckpt[0]", ProviderKind::Gcp, "us-central1", "us-central1-a", 2048.0),
+        instance(
+            "fleet.train[0]",
+            offer("gcp", "a3-highgpu-8g", "us-central1"),
+            "",
+            &["volume.ckpt[0]"],
+        ),
+        volume(
+            "volume.ckpt[0]",
+            ProviderKind::Gcp,
+            "us-central1",
+            "us-central1-a",
+            2048.0,
+        ),
     ]);
-    let opts = PlanOptions { destroy: true, ..Default::default() };
+    let opts = PlanOptions {
+        destroy: true,
+        ..Default::default()
+    };
     let p = run(&with_providers(VOLUME_FLEET), &st, &opts).unwrap();
     assert!(p.changes.iter().all(|c| c.action == Action::Delete));
     assert_eq!(p.cost.after_per_hour, 0.0);
-    let hcl = with_providers(&VOLUME_FLEET.replace("size = \"2TB\"", "size = \"2TB\"\n  prevent_destroy = true"));
-    assert!(matches!(run(&hcl, &st, &opts), Err(PlanError::PreventDestroy { .. })));
+    let hcl = with_providers(
+        &VOLUME_FLEET.replace("size = \"2TB\"", "size = \"2TB\"\n  prevent_destroy = true"),
+    );
+    assert!(matches!(
+        run(&hcl, &st, &opts),
+        Err(PlanError::PreventDestroy { .. })
+    ));
 }
 
 #[test]
 fn no_offer_names_the_constraint_that_emptied_the_candidates() {
-    let hcl = with_providers(r#"fleet "train" {
+    let hcl = with_providers(
+        r#"fleet "train" {
   max_price = 30
   resources { gpu = "H100:8" }
-}"#);
+}"#,
+    );
     let e = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap_err();
     let msg = e.to_string();
     assert!(msg.starts_with("fleet `train` (main.hcl:"), "{msg}");
-    assert!(msg.contains("4 offers match gpu H100:8; 0 of them are at or under max_price 30"), "{msg}");
+    assert!(
+        msg.contains("4 offers match gpu H100:8; 0 of them are at or under max_price 30"),
+        "{msg}"
+    );
     assert!(msg.contains("43.07 gcp a3-highgpu-8g us-central1"), "{msg}");
 }
 
@@ -498,7 +796,12 @@ fn no_offer_names_the_constraint_that_emptied_the_candidates() {
 fn a_dependency_cycle_is_reported_with_the_full_cycle() {
     // Configurations cannot form a cycle (the loader refuses them), but a hand-edited state
     // can: a plan made from it must say so, not deadlock an apply.
-    let mut p = run(&with_providers(GATEWAY), &state(vec![]), &PlanOptions::default()).unwrap();
+    let mut p = run(
+        &with_providers(GATEWAY),
+        &state(vec![]),
+        &PlanOptions::default(),
+    )
+    .unwrap();
     for c in p.changes.iter_mut() {
         if c.address == "fleet.serve[0]" {
             c.depends_on.push("gateway.api".into());
@@ -516,7 +819,10 @@ fn identical_inputs_give_identical_plans() {
     let hcl = with_providers(HYBRID.trim_start_matches("provider \"aws\" {}"));
     let a = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
     let b = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
-    assert_eq!(serde_json::to_string(&a).unwrap(), serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
 }
 
 mod brute_force {
@@ -528,7 +834,14 @@ mod brute_force {
     use proptest::prelude::*;
 
     const GPUS: [&str; 6] = ["H100", "A100", "L4", "A10G", "T4", "V100"];
-    const REGIONS: [&str; 6] = ["us-east-1", "us-west-2", "us-central1", "europe-west4", "eastus", "westeurope"];
+    const REGIONS: [&str; 6] = [
+        "us-east-1",
+        "us-west-2",
+        "us-central1",
+        "europe-west4",
+        "eastus",
+        "westeurope",
+    ];
 
     #[derive(Debug, Clone)]
     struct Fleet {
@@ -575,7 +888,12 @@ mod brute_force {
     }
 
     fn hcl(f: &Fleet) -> String {
-        let list = |xs: &[&str]| xs.iter().map(|x| format!("\"{x}\"")).collect::<Vec<_>>().join(", ");
+        let list = |xs: &[&str]| {
+            xs.iter()
+                .map(|x| format!("\"{x}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut s = format!(
             "{PROVIDERS}\nfleet \"f\" {{\n  spot_policy = \"{}\"\n  providers = [{}]\n",
             f.spot,
@@ -587,7 +905,10 @@ mod brute_force {
         if !f.regions.is_empty() {
             s.push_str(&format!("  regions = [{}]\n", list(&f.regions)));
         }
-        s.push_str(&format!("  resources {{ gpu = \"{}:{}\" }}\n}}\n", f.gpu, f.count));
+        s.push_str(&format!(
+            "  resources {{ gpu = \"{}:{}\" }}\n}}\n",
+            f.gpu, f.count
+        ));
         s
     }
 
