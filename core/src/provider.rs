@@ -169,7 +169,10 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
 
     /// Destroys a node and waits until it is gone (its volumes are detached first).
-    fn delete_instance<'a>(&'a self, instance: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>>;
+    fn delete_instance<'a>(
+        &'a self,
+        instance: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
 
     /// Makes a volume.
     fn create_volume<'a>(
@@ -186,7 +189,10 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
 
     /// Destroys a volume.
-    fn delete_volume<'a>(&'a self, volume: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>>;
+    fn delete_volume<'a>(
+        &'a self,
+        volume: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
 
     /// Makes a gateway in front of its targets.
     fn create_gateway<'a>(
@@ -202,7 +208,10 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Resource, ProviderError>>;
 
     /// Destroys a gateway.
-    fn delete_gateway<'a>(&'a self, gateway: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>>;
+    fn delete_gateway<'a>(
+        &'a self,
+        gateway: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
 
     /// Finds a resource made for `owner` by an earlier, interrupted apply (by its tags), in
     /// `region`. For an instance, fill `offer` as far as the provider knows it (at least

@@ -95,7 +95,9 @@ impl State {
     /// The document as pretty JSON with a trailing newline, resources sorted by address.
     pub fn to_json(&self) -> String {
         let mut sorted = self.clone();
-        sorted.resources.sort_by(|a, b| address_cmp(&a.address, &b.address));
+        sorted
+            .resources
+            .sort_by(|a, b| address_cmp(&a.address, &b.address));
         let mut s = serde_json::to_string_pretty(&sorted).expect("State serialises");
         s.push('\n');
         s

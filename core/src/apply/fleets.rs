@@ -39,7 +39,11 @@ impl Fleets {
                 .resources
                 .disk
                 .min
-                .or(fleet.resources.disk.max.map(|m| m.min(Memory::from_gib(100))))
+                .or(fleet
+                    .resources
+                    .disk
+                    .max
+                    .map(|m| m.min(Memory::from_gib(100))))
                 .unwrap_or(Memory::from_gib(100));
             fleets.insert(FleetSpec {
                 name: fleet.name.clone(),
@@ -103,7 +107,11 @@ impl Group {
         Group {
             provider: o.provider,
             region: o.region.clone(),
-            zone: if o.zone.is_empty() { zone.to_string() } else { o.zone.clone() },
+            zone: if o.zone.is_empty() {
+                zone.to_string()
+            } else {
+                o.zone.clone()
+            },
         }
     }
 
@@ -216,6 +224,11 @@ impl Failover {
         }
     }
 
+    /// What `offer` answered when it had no capacity, if it did.
+    pub(super) fn exhausted_answer(&self, offer: &Offer) -> Option<crate::provider::ProviderError> {
+        self.exhausted.get(&OfferKey::of(offer)).cloned()
+    }
+
     /// Records that `offer` had no capacity.
     pub(super) fn exhausted(&mut self, offer: &Offer, why: &crate::provider::ProviderError) {
         self.exhausted.insert(OfferKey::of(offer), why.clone());
@@ -237,7 +250,8 @@ impl Failover {
                 && !self.exhausted.contains_key(&OfferKey::of(o))
                 && !tried.iter().any(|t| OfferKey::of(t) == OfferKey::of(o))
                 && pin.is_none_or(|p| p.allows(o))
-                && (o.provider != ProviderKind::Baremetal || !self.used_hosts.contains(&o.instance_type))
+                && (o.provider != ProviderKind::Baremetal
+                    || !self.used_hosts.contains(&o.instance_type))
         };
         let chosen = if spec.cluster {
             let c = self.clusters.entry(spec.name.clone()).or_default();
@@ -257,9 +271,11 @@ impl Failover {
                         c.abandoned.push(old);
                     }
                     c.group = Some(Group::of(&o, pin.map_or("", |p| p.zone.as_str())));
-                    let why = tried
-                        .last()
-                        .and_then(|t| self.exhausted.get(&OfferKey::of(t)).map(|e| (t.clone(), e.clone())));
+                    let why = tried.last().and_then(|t| {
+                        self.exhausted
+                            .get(&OfferKey::of(t))
+                            .map(|e| (t.clone(), e.clone()))
+                    });
                     if why.is_some() {
                         c.moved_because = why;
                     }
@@ -287,7 +303,11 @@ impl Failover {
         if !spec.cluster || zone.is_empty() {
             return;
         }
-        if let Some(g) = self.clusters.get_mut(&spec.name).and_then(|c| c.group.as_mut()) {
+        if let Some(g) = self
+            .clusters
+            .get_mut(&spec.name)
+            .and_then(|c| c.group.as_mut())
+        {
             if g.zone.is_empty() && g.allows(offer) {
                 g.zone = zone.to_string();
             }

@@ -47,7 +47,11 @@ pub(super) struct Slot {
 }
 
 impl Limits {
-    pub(super) fn new(parallelism: usize, per_region: Option<usize>, rate: Option<RateLimit>) -> Limits {
+    pub(super) fn new(
+        parallelism: usize,
+        per_region: Option<usize>,
+        rate: Option<RateLimit>,
+    ) -> Limits {
         Limits {
             global: Arc::new(Semaphore::new(parallelism.max(1))),
             per_region: per_region.map(|n| n.max(1)),
@@ -57,7 +61,10 @@ impl Limits {
     }
 
     fn region(&self, key: &RegionKey) -> Arc<Region> {
-        let mut regions = self.regions.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut regions = self
+            .regions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         regions
             .entry(key.clone())
             .or_insert_with(|| {
@@ -111,7 +118,9 @@ impl Limits {
         let region = self.region(key);
         let Some(bucket) = &region.bucket else { return };
         let wait = {
-            let mut b = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut b = bucket
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             let refill = now.saturating_duration_since(b.last).as_secs_f64() * b.rate;
             b.tokens = (b.tokens + refill).min(b.burst);

@@ -334,9 +334,9 @@ pub fn offer_label(o: &Offer) -> String {
 }
 
 /// The ownership a resource of this apply carries.
-fn ownership(state: &State, address: &str) -> Ownership {
+fn ownership(lineage: &str, address: &str) -> Ownership {
     Ownership {
-        lineage: state.lineage.clone(),
+        lineage: lineage.to_string(),
         address: address.to_string(),
     }
 }

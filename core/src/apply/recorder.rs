@@ -34,6 +34,8 @@ pub(super) struct Recorder {
 pub(super) struct Written {
     pub(super) version: Option<StoredVersion>,
     pub(super) error: Option<StateError>,
+    /// The in-memory state at the end: everything recorded, written or not.
+    pub(super) state: State,
 }
 
 impl Recorder {
@@ -62,12 +64,10 @@ impl Recorder {
 
     /// Reads the in-memory state (everything recorded so far).
     pub(super) fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
-    }
-
-    /// The state as it is now.
-    pub(super) fn snapshot(&self) -> State {
-        self.with_state(Clone::clone)
+        f(&self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
@@ -85,13 +85,17 @@ async fn write_loop(
             batch.push(more);
         }
         let snapshot = {
-            let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut s = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for (m, _) in &batch {
                 match m {
-                    Mutation::Put(r) => match s.resources.iter_mut().find(|x| x.address == r.address) {
-                        Some(slot) => *slot = r.clone(),
-                        None => s.resources.push(r.clone()),
-                    },
+                    Mutation::Put(r) => {
+                        match s.resources.iter_mut().find(|x| x.address == r.address) {
+                            Some(slot) => *slot = r.clone(),
+                            None => s.resources.push(r.clone()),
+                        }
+                    }
                     Mutation::Remove(address) => s.resources.retain(|x| x.address != *address),
                 }
             }
@@ -119,8 +123,13 @@ async fn write_loop(
             let _ = ack.send(result.clone());
         }
     }
+    let state = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     Written {
         version,
         error: failed.map(|(e, _)| e),
+        state,
     }
 }

@@ -1,8 +1,8 @@
 //! Retrying throttled calls: exponential backoff with jitter, so that many nodes throttled at
 //! once do not come back at once (AWS's "equal jitter").
 
-use super::events::{Event, EventSink};
 use super::RetryPolicy;
+use super::events::{Event, EventSink};
 use crate::plan::graph::Operation;
 use crate::provider::{FailureKind, ProviderError};
 use std::future::Future;

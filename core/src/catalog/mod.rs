@@ -190,7 +190,11 @@ impl Catalog {
                 .or_default()
                 .push(i as u32);
         }
-        Catalog { offers, by_gpu, source: source.into() }
+        Catalog {
+            offers,
+            by_gpu,
+            source: source.into(),
+        }
     }
 
     /// The snapshot compiled into the binary.

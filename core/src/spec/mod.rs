@@ -29,12 +29,18 @@ pub struct Range<T> {
 impl<T: PartialOrd + Copy> Range<T> {
     /// A range holding exactly `v`.
     pub fn exactly(v: T) -> Self {
-        Range { min: Some(v), max: Some(v) }
+        Range {
+            min: Some(v),
+            max: Some(v),
+        }
     }
 
     /// `v..`, open above.
     pub fn at_least(v: T) -> Self {
-        Range { min: Some(v), max: None }
+        Range {
+            min: Some(v),
+            max: None,
+        }
     }
 
     /// Whether `v` lies within the range, bounds included.
@@ -60,7 +66,9 @@ impl Memory {
     }
     /// From a fractional GiB figure such as a catalog's `memory_gib` (rounded to the MiB).
     pub fn from_gib_f64(gib: f64) -> Self {
-        Memory { mib: (gib * 1024.0).round().max(0.0) as u64 }
+        Memory {
+            mib: (gib * 1024.0).round().max(0.0) as u64,
+        }
     }
     /// In MiB.
     pub const fn mib(self) -> u64 {
@@ -158,9 +166,9 @@ impl fmt::Display for Memory {
         const GB: u64 = 1024;
         const TB: u64 = 1024 * 1024;
         let m = self.mib;
-        if m != 0 && m % TB == 0 {
+        if m != 0 && m.is_multiple_of(TB) {
             write!(f, "{}TB", m / TB)
-        } else if m % GB == 0 {
+        } else if m.is_multiple_of(GB) {
             write!(f, "{}GB", m / GB)
         } else {
             write!(f, "{m}MB")
