@@ -9,9 +9,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use flotilla_core::catalog::Catalog;
 use flotilla_core::config::{Config, load_sources};
-use flotilla_core::plan::{Action, Plan, PlanOptions, plan};
-use flotilla_core::state::{Resource, ResourceKind, State};
-use std::collections::BTreeMap;
+use flotilla_core::plan::{PlanOptions, plan};
+use flotilla_core::state::State;
 use std::hint::black_box;
 
 fn config(hcl: &str) -> Config {
@@ -35,74 +34,13 @@ fleet "train" {
 gateway "api" { targets = [fleet.train] }
 "#;
 
-/// The state an apply of `plan` would leave: every change's `after`, with the offer it took.
-fn applied(p: &Plan, catalog: &Catalog) -> State {
-    let mut resources = Vec::new();
-    for c in &p.changes {
-        let Some(after) = &c.after else { continue };
-        if c.action == Action::Delete {
-            continue;
-        }
-        let s = |k: &str| {
-            after
-                .get(k)
-                .and_then(|v| v.as_str())
-                .unwrap_or("")
-                .to_string()
-        };
-        let offer = (c.kind == ResourceKind::Instance).then(|| {
-            catalog
-                .offers()
-                .iter()
-                .find(|o| {
-                    o.instance_type == s("instance_type")
-                        && o.region == s("region")
-                        && o.provider.as_str() == s("provider")
-                })
-                .cloned()
-                .expect("offer of the plan is in the catalog")
-        });
-        let zone = if s("zone").is_empty() {
-            "zone-a".to_string()
-        } else {
-            s("zone")
-        };
-        let mut attributes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
-        for (k, v) in after {
-            if matches!(
-                k.as_str(),
-                "size_gib" | "type" | "targets" | "domain" | "port"
-            ) {
-                attributes.insert(k.clone(), v.clone());
-            }
-        }
-        resources.push(Resource {
-            address: c.address.clone(),
-            kind: c.kind,
-            provider: flotilla_core::catalog::ProviderKind::parse(&s("provider"))
-                .expect("provider"),
-            provider_id: format!("id-{}", c.address),
-            region: s("region"),
-            zone,
-            offer,
-            attributes,
-            dependencies: c.depends_on.clone(),
-        });
-    }
-    State {
-        resources,
-        serial: 1,
-        ..State::empty()
-    }
-}
-
 fn bench_cluster(c: &mut Criterion) {
     let catalog = Catalog::embedded();
     let cfg = config(CLUSTER);
     let empty = State::empty();
     let first = plan(&cfg, &empty, &catalog, &PlanOptions::default()).expect("plan");
     assert_eq!(first.summary.add, 2048 * 2 + 1);
-    let held = applied(&first, &catalog);
+    let held = flotilla_core::plan::testing::applied(&first, &cfg, &catalog);
     let again = plan(&cfg, &held, &catalog, &PlanOptions::default()).expect("plan");
     assert!(
         !again.has_changes(),
@@ -143,7 +81,7 @@ fn bench_large_state(c: &mut Criterion) {
     }
     let cfg = config(&hcl);
     let first = plan(&cfg, &State::empty(), &catalog, &PlanOptions::default()).expect("plan");
-    let held = applied(&first, &catalog);
+    let held = flotilla_core::plan::testing::applied(&first, &cfg, &catalog);
     assert_eq!(held.resources.len(), 100_000);
     let mut g = c.benchmark_group("plan_state_100k_resources");
     g.sample_size(10);

@@ -20,6 +20,8 @@ mod diff;
 pub mod graph;
 pub mod render;
 mod select;
+#[doc(hidden)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 

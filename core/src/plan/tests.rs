@@ -815,6 +815,33 @@ fn a_dependency_cycle_is_reported_with_the_full_cycle() {
 }
 
 #[test]
+fn a_state_that_holds_the_plan_plans_no_changes() {
+    let cat = Catalog::embedded();
+    let cluster = VOLUME_FLEET.replace(
+        "resources {",
+        "nodes = 8\n  placement = \"cluster\"\n  resources {",
+    ) + "\ngateway \"api\" {\n  targets = [fleet.train]\n}";
+    for hcl in [
+        with_providers(VOLUME_FLEET),
+        with_providers(GATEWAY),
+        HYBRID.to_string(),
+        with_providers(&cluster),
+    ] {
+        let cfg = config(&hcl);
+        let first = plan(&cfg, &state(vec![]), &cat, &PlanOptions::default()).unwrap();
+        let held = testing::applied(&first, &cfg, &cat);
+        let again = plan(&cfg, &held, &cat, &PlanOptions::default()).unwrap();
+        let changed: Vec<_> = again
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::NoOp)
+            .collect();
+        assert!(changed.is_empty(), "{hcl}\n{changed:#?}");
+        assert_eq!(again.cost.delta_per_hour, 0.0);
+    }
+}
+
+#[test]
 fn identical_inputs_give_identical_plans() {
     let hcl = with_providers(HYBRID.trim_start_matches("provider \"aws\" {}"));
     let a = run(&hcl, &state(vec![]), &PlanOptions::default()).unwrap();
