@@ -13,7 +13,7 @@ use super::select::{self, Candidates, Group, Pin};
 use super::{Action, Change, Cost, FleetOffers, Plan, PlanError, PlanOptions, StateRef, Summary};
 use crate::catalog::{Catalog, Offer, ProviderKind};
 use crate::config::{Config, Fleet, Placement};
-use crate::state::{Resource, ResourceKind, State, address_cmp};
+use crate::state::{Resource, ResourceKind, State};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -49,7 +49,9 @@ pub(super) fn plan(
         .iter()
         .map(|r| (r.address.as_str(), r))
         .collect();
-    check_addresses(config, &existing, options)?;
+    if !options.targets.is_empty() || !options.replace.is_empty() {
+        check_addresses(config, &existing, options)?;
+    }
     let replace: HashSet<&str> = options.replace.iter().map(String::as_str).collect();
 
     let mut changes: Vec<Change> = Vec::new();
@@ -106,11 +108,9 @@ pub(super) fn plan(
         // A host freed by a node that moved off it is free again only for the next plan: a
         // plan never hands one host to two nodes.
 
-        let mut node_actions: HashMap<String, Action> = HashMap::new();
         for (fleet_name, nodes) in &fleet_nodes {
             let fleet = &config.fleets[*fleet_name];
             for n in nodes {
-                node_actions.insert(n.address.clone(), n.action);
                 changes.push(node_change(
                     fleet,
                     n,
@@ -120,8 +120,6 @@ pub(super) fn plan(
         }
 
         // Pass 2: volumes follow their nodes.
-        let mut desired: HashSet<String> = node_actions.keys().cloned().collect();
-        let mut node_of_volume: HashMap<String, String> = HashMap::new();
         for (fleet_name, nodes) in &fleet_nodes {
             let fleet = &config.fleets[*fleet_name];
             for volume_name in &fleet.volumes {
@@ -135,8 +133,6 @@ pub(super) fn plan(
                         existing.get(address.as_str()).copied(),
                         replace.contains(address.as_str()),
                     )?;
-                    node_of_volume.insert(address.clone(), n.address.clone());
-                    desired.insert(address);
                     changes.push(change);
                 }
             }
@@ -146,9 +142,8 @@ pub(super) fn plan(
             .iter()
             .filter(|c| c.kind == ResourceKind::Volume && c.action == Action::Replace)
             .filter_map(|c| {
-                node_of_volume
-                    .get(&c.address)
-                    .map(|n| (n.clone(), c.address.clone()))
+                let node = c.after.as_ref()?.get("attached_to")?.as_str()?;
+                Some((node.to_string(), c.address.clone()))
             })
             .collect();
         for c in changes.iter_mut() {
@@ -162,6 +157,12 @@ pub(super) fn plan(
         }
 
         // Pass 3: gateways.
+        let mut gateways = HashSet::new();
+        let mounts: HashMap<&str, u32> = config
+            .fleets
+            .values()
+            .flat_map(|f| f.volumes.iter().map(move |v| (v.as_str(), f.nodes)))
+            .collect();
         for gateway in config.gateways.values() {
             let address = format!("gateway.{}", gateway.name);
             let change = gateway_change(
@@ -172,14 +173,14 @@ pub(super) fn plan(
                 replace.contains(address.as_str()),
             );
             if let Some(change) = change {
-                desired.insert(address);
+                gateways.insert(gateway.name.as_str());
                 changes.push(change);
             }
         }
 
         // Whatever state holds that is no longer desired goes.
         for r in &state.resources {
-            if desired.contains(&r.address) {
+            if is_desired(config, &mounts, &gateways, &r.address) {
                 continue;
             }
             let reason = removal_reason(config, &r.address);
@@ -194,7 +195,8 @@ pub(super) fn plan(
         let keep = targeted(&options.targets, &changes);
         changes.retain(|c| keep.contains(&c.address));
     }
-    changes.sort_by(|a, b| address_cmp(&a.address, &b.address));
+    // Changes come out nearly sorted; the cached key parses each address once.
+    changes.sort_by_cached_key(|c| address_key(&c.address));
 
     let summary = summarise(&changes);
     let cost = cost(state, &changes);
@@ -882,6 +884,37 @@ fn delete_change(r: &Resource, reason: &str) -> Change {
         after: None,
         forces_replacement: vec![],
         notes,
+    }
+}
+
+/// Splits `fleet.train[12]` into (`fleet.train`, Some(12)) for address order.
+fn address_key(address: &str) -> (String, Option<u64>, String) {
+    match address.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
+        Some((base, i)) => (base.to_string(), i.parse().ok(), address.to_string()),
+        None => (address.to_string(), None, address.to_string()),
+    }
+}
+
+/// Whether the configuration still wants the resource at a state address: a node below its
+/// fleet's count, a volume of such a node, a gateway with targets. Computed from the address
+/// rather than looked up, so a plan over a large state builds no set of every address.
+fn is_desired(
+    config: &Config,
+    mounts: &HashMap<&str, u32>,
+    gateways: &HashSet<&str>,
+    address: &str,
+) -> bool {
+    let (base, index) = match address.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
+        Some((b, i)) => (b, i.parse::<u32>().ok()),
+        None => (address, None),
+    };
+    match base.split_once('.') {
+        Some(("fleet", name)) => {
+            index.is_some_and(|i| config.fleets.get(name).is_some_and(|f| i < f.nodes))
+        }
+        Some(("volume", name)) => index.is_some_and(|i| mounts.get(name).is_some_and(|n| i < *n)),
+        Some(("gateway", name)) => index.is_none() && gateways.contains(name),
+        _ => false,
     }
 }
 
