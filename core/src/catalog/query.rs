@@ -3,8 +3,10 @@
 //! The catalog is already in rank order, so a query is a filter and never sorts: the first
 //! match is the cheapest. A query that names GPUs walks only those GPUs' index lists, merged in
 //! index order (which is rank order), so `H100:8` over a million offers touches only the H100s.
-//! Filtering tries the cheapest checks first (flags and numbers before strings) and allocates
-//! nothing per offer.
+//! Filtering allocates nothing per offer and reads the catalog's packed numeric columns
+//! ([`Hot`], 40 bytes an offer) first; an offer's strings (regions, zones, instance types) are
+//! read only when the query constrains them and the numbers already passed. A scan is bound by
+//! memory bandwidth, so this is what makes a million-offer query take milliseconds.
 //!
 //! Two slower paths explain rather than select: [`Query::mismatch`] names the first constraint
 //! an offer breaks (a plan's reason for replacing an instance), and [`explain_empty`] names the
@@ -14,7 +16,7 @@
 //! everywhere.
 
 use super::{Catalog, Offer, ProviderKind, SpotPolicy};
-use crate::spec::{GpuSpec, Memory, Range, Resources};
+use crate::spec::{GpuSpec, GpuVendor, Memory, Range, Resources};
 use std::fmt::Write as _;
 
 /// Every constraint a fleet puts on its offers. Empty lists mean "any".
@@ -211,28 +213,61 @@ impl Query {
         parts.join(", ")
     }
 
-    /// The fast check behind [`Query::matches`] and [`Catalog::query`]: cheapest tests first,
-    /// no allocation. `names_checked` skips the GPU name test when the caller walked the
-    /// GPU-name index, which already guarantees it.
+    /// The fast check behind [`Query::matches`] and [`Catalog::query`]: numbers and flags
+    /// first, strings last, no allocation. `names_checked` skips the GPU name test when the
+    /// caller walked the GPU-name index, which already guarantees it.
     fn accepts(&self, o: &Offer, names_checked: bool) -> bool {
-        let r = &self.resources;
-        self.spot_policy.allows(o.spot)
-            && self.max_price.is_none_or(|max| o.price_per_hour <= max)
-            && r.cpu.contains(o.vcpus)
-            && r.memory.contains(o.memory)
-            && r.gpu.as_ref().is_none_or(|g| {
-                g.count.contains(o.gpu_count)
-                    && g.vendor.is_none_or(|v| o.gpu_vendor == Some(v))
-                    && g.memory.is_none_or(|m| m.contains(o.gpu_memory))
-                    && (names_checked || names_match(g, o))
-            })
-            && r.gpu_total_memory
-                .is_none_or(|t| t.contains(o.gpu_total_memory()))
-            && self.provider_allowed(o)
+        self.accepts_hot(&Hot::of(o)) && self.accepts_cold(o, names_checked)
+    }
+
+    /// The string half of [`Query::accepts`]: GPU names, regions, zones, instance types.
+    fn accepts_cold(&self, o: &Offer, names_checked: bool) -> bool {
+        (names_checked
+            || self
+                .resources
+                .gpu
+                .as_ref()
+                .is_none_or(|g| names_match(g, o)))
             && self.provider_regions_violated(o).is_none()
             && self.region_allowed(o)
             && self.zone_allowed(o)
             && self.instance_type_allowed(o)
+    }
+
+    /// The numeric half of [`Query::accepts`], on the packed columns (providers included: an
+    /// enum compare).
+    fn accepts_hot(&self, h: &Hot) -> bool {
+        let r = &self.resources;
+        self.spot_policy.allows(h.spot)
+            && self.max_price.is_none_or(|max| h.price <= max)
+            && r.cpu.contains(h.vcpus)
+            && r.memory.contains(h.memory)
+            && r.gpu.as_ref().is_none_or(|g| {
+                g.count.contains(h.gpu_count)
+                    && g.vendor.is_none_or(|v| h.vendor == Some(v))
+                    && g.memory.is_none_or(|m| m.contains(h.gpu_memory))
+            })
+            && r.gpu_total_memory.is_none_or(|t| {
+                t.contains(Memory::from_mib(
+                    h.gpu_memory.mib() * u64::from(h.gpu_count),
+                ))
+            })
+            && (self.providers.is_empty() || self.providers.contains(&h.provider))
+    }
+
+    /// Whether [`Query::accepts_cold`] can reject anything, so a scan may skip the offer's
+    /// strings entirely.
+    fn needs_cold(&self, names_checked: bool) -> bool {
+        (!names_checked
+            && self
+                .resources
+                .gpu
+                .as_ref()
+                .is_some_and(|g| !g.names.is_empty()))
+            || self.provider_regions.iter().any(|(_, r)| !r.is_empty())
+            || !self.regions.is_empty()
+            || !self.zones.is_empty()
+            || !self.instance_types.is_empty()
     }
 
     fn provider_allowed(&self, o: &Offer) -> bool {
@@ -259,6 +294,35 @@ impl Query {
 
     fn instance_type_allowed(&self, o: &Offer) -> bool {
         self.instance_types.is_empty() || self.instance_types.contains(&o.instance_type)
+    }
+}
+
+/// An offer's numeric columns, packed: what most constraints test, in 40 bytes instead of
+/// the whole offer and its strings. [`Catalog`] keeps one per offer, index for index.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Hot {
+    price: f64,
+    memory: Memory,
+    gpu_memory: Memory,
+    vcpus: u32,
+    gpu_count: u32,
+    provider: ProviderKind,
+    vendor: Option<GpuVendor>,
+    spot: bool,
+}
+
+impl Hot {
+    pub(super) fn of(o: &Offer) -> Hot {
+        Hot {
+            price: o.price_per_hour,
+            memory: o.memory,
+            gpu_memory: o.gpu_memory,
+            vcpus: o.vcpus,
+            gpu_count: o.gpu_count,
+            provider: o.provider,
+            vendor: o.gpu_vendor,
+            spot: o.spot,
+        }
     }
 }
 
@@ -292,7 +356,8 @@ fn range_text<T: std::fmt::Display + PartialEq>(r: &Range<T>) -> String {
 /// Where a query's candidates come from: every offer, or the index lists of the GPU names it
 /// asks for.
 enum Source<'a> {
-    All(std::slice::Iter<'a, Offer>),
+    /// The next index to look at.
+    All(usize),
     Indexed(Merge<'a>),
 }
 
@@ -326,23 +391,34 @@ impl Iterator for Merge<'_> {
 /// iterator as long as the query (`'q`).
 struct Matches<'a, 'q> {
     offers: &'a [Offer],
+    hot: &'a [Hot],
     query: &'q Query,
     source: Source<'a>,
+    /// Whether the strings must be checked too (see [`Query::needs_cold`]).
+    cold: bool,
 }
 
 impl<'a> Iterator for Matches<'a, '_> {
     type Item = &'a Offer;
 
     fn next(&mut self) -> Option<&'a Offer> {
-        let query = self.query;
+        let (q, cold) = (self.query, self.cold);
+        let (offers, hot) = (self.offers, self.hot);
         match &mut self.source {
-            Source::All(it) => it.find(|o| query.accepts(o, false)),
-            Source::Indexed(merge) => {
-                let offers = self.offers;
-                merge
-                    .map(|i| &offers[i as usize])
-                    .find(|o| query.accepts(o, true))
+            Source::All(pos) => {
+                while *pos < offers.len() {
+                    let i = *pos;
+                    *pos += 1;
+                    if q.accepts_hot(&hot[i]) && (!cold || q.accepts_cold(&offers[i], false)) {
+                        return Some(&offers[i]);
+                    }
+                }
+                None
             }
+            Source::Indexed(merge) => merge.map(|i| i as usize).find_map(|i| {
+                (q.accepts_hot(&hot[i]) && (!cold || q.accepts_cold(&offers[i], true)))
+                    .then(|| &offers[i])
+            }),
         }
     }
 }
@@ -365,12 +441,15 @@ pub(super) fn run<'a: 'q, 'q>(
                 .collect();
             Source::Indexed(Merge { lists })
         }
-        None => Source::All(catalog.offers.iter()),
+        None => Source::All(0),
     };
+    let cold = query.needs_cold(matches!(source, Source::Indexed(_)));
     Matches {
         offers: &catalog.offers,
+        hot: &catalog.hot,
         query,
         source,
+        cold,
     }
 }
 
