@@ -29,6 +29,10 @@ pub(crate) enum Command {
     Show(ShowArgs),
     /// Print the dependency graph of the plan's operations.
     Graph(GraphArgs),
+    /// Carry out a plan: make, change and destroy resources, and record them in state.
+    Apply(ApplyArgs),
+    /// Destroy everything in state.
+    Destroy(DestroyArgs),
 }
 
 /// Everything that decides a plan: fleet files, variables, state, catalog, and what to plan.
@@ -80,6 +84,40 @@ pub(crate) struct PlanArgs {
     /// Exit 0 when nothing changes, 2 when something does, 1 on error.
     #[arg(long)]
     pub(crate) detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ApplyArgs {
+    /// A plan saved by `flotilla plan --out`, applied exactly (no question asked); without
+    /// one, apply plans now, shows the plan and asks.
+    #[arg(value_name = "PLANFILE")]
+    pub(crate) plan: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) inputs: PlanInputs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DestroyArgs {
+    #[command(flatten)]
+    pub(crate) inputs: PlanInputs,
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+/// How `apply` and `destroy` run.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct RunArgs {
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "auto-approve")]
+    pub(crate) auto_approve: bool,
+    /// Operations at once.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) parallelism: u32,
+    /// Offers a node tries, on capacity errors, before it fails.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub(crate) max_offers_tried: u32,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 use crate::args::{Cli, Command};
 use std::process::ExitCode;
 
+mod apply;
 mod fmt;
 mod graph;
 mod offers;
@@ -20,5 +21,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&args, color),
         Command::Show(args) => show::run(&args, color),
         Command::Graph(args) => graph::run(&args),
+        Command::Apply(args) => apply::run(&args, color),
+        Command::Destroy(args) => apply::run_destroy(&args, color),
     }
 }

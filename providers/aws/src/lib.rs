@@ -105,12 +105,12 @@ impl AwsProvider {
         if options.max_attempts == 0 {
             return Err(SetupError("max_attempts must be at least 1".into()));
         }
-        if let Some(endpoint) = &config.endpoint {
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
-                return Err(SetupError(format!(
-                    "endpoint `{endpoint}` must be an http:// or https:// URL"
-                )));
-            }
+        if let Some(endpoint) = &config.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(SetupError(format!(
+                "endpoint `{endpoint}` must be an http:// or https:// URL"
+            )));
         }
         let clients = Clients::load(config, &options).await;
         Ok(AwsProvider {
@@ -124,15 +124,21 @@ impl AwsProvider {
     }
 
     fn lock_images(&self) -> MutexGuard<'_, HashMap<(String, String), instances::Image>> {
-        self.images.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_arches(&self) -> MutexGuard<'_, HashMap<(String, String), String>> {
-        self.arches.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.arches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_groups(&self) -> MutexGuard<'_, HashSet<(String, String)>> {
-        self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The provider block this provider was made from.
@@ -183,7 +189,10 @@ impl Provider for AwsProvider {
         Box::pin(volumes::update(self, volume, request))
     }
 
-    fn delete_volume<'a>(&'a self, volume: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn delete_volume<'a>(
+        &'a self,
+        volume: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(volumes::delete(self, volume))
     }
 
@@ -202,7 +211,10 @@ impl Provider for AwsProvider {
         Box::pin(gateways::update(self, gateway, request))
     }
 
-    fn delete_gateway<'a>(&'a self, gateway: &'a Resource) -> BoxFuture<'a, Result<(), ProviderError>> {
+    fn delete_gateway<'a>(
+        &'a self,
+        gateway: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(gateways::delete(self, gateway))
     }
 
