@@ -356,6 +356,15 @@ pub fn load_sources(
 }
 
 impl Config {
+    /// Every declared bare-metal host as an offer of quantity one, in declaration order.
+    pub fn host_offers(&self) -> Vec<Offer> {
+        self.providers
+            .baremetal
+            .as_ref()
+            .map(|b| b.hosts.iter().map(Host::offer).collect())
+            .unwrap_or_default()
+    }
+
     /// A digest of everything that affects a plan (not the file layout or comments), so a
     /// saved plan can tell when the configuration changed since.
     pub fn digest(&self) -> String {

@@ -64,12 +64,7 @@ pub(super) fn plan(
             changes.push(delete_change(r, "destroy requested"));
         }
     } else {
-        let host_offers: Vec<Offer> = config
-            .providers
-            .baremetal
-            .as_ref()
-            .map(|b| b.hosts.iter().map(|h| h.offer()).collect())
-            .unwrap_or_default();
+        let host_offers = config.host_offers();
         let mut used_hosts = BTreeSet::new();
         let mut fleet_nodes: BTreeMap<&str, Vec<NodePlan<'_>>> = BTreeMap::new();
 

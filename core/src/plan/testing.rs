@@ -1,7 +1,7 @@
 //! Test support shared by unit tests, integration tests and benchmarks: not part of the API.
 
 use super::{Action, Plan};
-use crate::catalog::{Catalog, Offer, ProviderKind};
+use crate::catalog::{Catalog, ProviderKind};
 use crate::config::Config;
 use crate::state::{Resource, ResourceKind, State};
 use std::collections::BTreeMap;
@@ -9,12 +9,7 @@ use std::collections::BTreeMap;
 /// The state a successful apply of `plan` would leave, with made-up provider ids and zone
 /// `zone-a` where the plan leaves the zone to the provider. `config` supplies the host offers.
 pub fn applied(plan: &Plan, config: &Config, catalog: &Catalog) -> State {
-    let hosts: Vec<Offer> = config
-        .providers
-        .baremetal
-        .iter()
-        .flat_map(|b| b.hosts.iter().map(|h| h.offer()))
-        .collect();
+    let hosts = config.host_offers();
     let mut resources = Vec::new();
     for c in &plan.changes {
         let Some(after) = &c.after else { continue };
