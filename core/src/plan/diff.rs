@@ -654,14 +654,18 @@ fn volume_change(
         address: address.to_string(),
         kind: ResourceKind::Volume,
         action: Action::Create,
-        reason: format!("new volume for {}", node.address),
+        reason: String::new(),
         depends_on: vec![],
         before: None,
-        after: Some(after.clone()),
+        after: None,
         forces_replacement: vec![],
         notes: vec![],
     };
-    let Some(r) = before else { return Ok(change) };
+    let Some(r) = before else {
+        change.reason = format!("new volume for {}", node.address);
+        change.after = Some(after);
+        return Ok(change);
+    };
     let mut b = resource_attrs(r);
     b.insert("attached_to".into(), Value::from(node.address.clone()));
     b.entry("size_gib").or_insert(Value::Null);
@@ -675,8 +679,6 @@ fn volume_change(
     {
         after.insert("zone".into(), z);
     }
-    change.before = Some(b.clone());
-    change.after = Some(after.clone());
 
     let moved: Vec<String> = ["provider", "region", "zone"]
         .into_iter()
@@ -738,6 +740,8 @@ fn volume_change(
         change.action = Action::NoOp;
         change.reason = format!("attached to {}", node.address);
     }
+    change.before = Some(b);
+    change.after = Some(after);
     Ok(change)
 }
 
