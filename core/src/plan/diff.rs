@@ -1112,16 +1112,14 @@ fn cost(state: &State, changes: &[Change]) -> Cost {
             .filter_map(|r| r.offer.as_ref())
             .map(|o| o.price_per_hour)
             .sum::<f64>();
-    // Rounded once, to the cent, and the monthly figure from the rounded hourly one, so
-    // that every rendering adds up (before + delta = after, per hour and per month).
-    let cents = |x: f64| (x * 100.0).round() / 100.0;
-    let (before, after) = (cents(before), cents(after));
-    let delta = cents(after - before);
+    // Exact figures (to the micro-dollar, which only drops float noise); the renderers round
+    // to cents, and derive the monthly before and after from these, so they add up.
+    let micro = |x: f64| (x * 1e6).round() / 1e6;
     Cost {
-        before_per_hour: before,
-        after_per_hour: after,
-        delta_per_hour: delta,
-        delta_per_month: cents(delta * super::HOURS_PER_MONTH),
+        before_per_hour: micro(before),
+        after_per_hour: micro(after),
+        delta_per_hour: micro(after - before),
+        delta_per_month: micro((after - before) * super::HOURS_PER_MONTH),
     }
 }
 
