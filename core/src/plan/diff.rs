@@ -531,7 +531,7 @@ fn instance_attrs(offer: &Offer, zone: &str) -> Attrs {
     } else {
         Value::Null
     };
-    let mut m = Map::new();
+    let mut m = Map::with_capacity(7);
     m.insert("provider".into(), Value::from(offer.provider.as_str()));
     m.insert("region".into(), Value::from(offer.region.clone()));
     m.insert("zone".into(), zone);
@@ -549,7 +549,7 @@ fn resource_attrs(r: &Resource) -> Attrs {
     match (&r.kind, &r.offer) {
         (ResourceKind::Instance, Some(o)) => instance_attrs(o, &r.zone),
         _ => {
-            let mut m = Map::new();
+            let mut m = Map::with_capacity(8);
             m.insert("provider".into(), Value::from(r.provider.as_str()));
             m.insert("region".into(), Value::from(r.region.clone()));
             m.insert(
@@ -635,7 +635,7 @@ fn volume_change(
         Value::from(node.placed.zone.clone())
     };
     let size_gib = json!(volume.size.gib());
-    let mut after = Map::new();
+    let mut after = Map::with_capacity(7);
     after.insert("provider".into(), Value::from(provider.as_str()));
     after.insert("region".into(), Value::from(region.clone()));
     after.insert("zone".into(), zone.clone());
@@ -778,7 +778,7 @@ fn gateway_change(
         .iter()
         .map(|n| Value::from(n.address.clone()))
         .collect();
-    let mut after = Map::new();
+    let mut after = Map::with_capacity(6);
     after.insert("provider".into(), Value::from(provider.as_str()));
     after.insert("region".into(), Value::from(region.clone()));
     if let Some(domain) = &gateway.domain {
@@ -798,7 +798,7 @@ fn gateway_change(
         notes: vec![],
     };
     let Some(r) = before else { return Some(change) };
-    let mut b = Map::new();
+    let mut b = Map::with_capacity(6);
     b.insert("provider".into(), Value::from(r.provider.as_str()));
     b.insert("region".into(), Value::from(r.region.clone()));
     for k in ["domain", "port", "targets"] {
