@@ -133,6 +133,8 @@ impl ProviderError {
 }
 
 /// What refresh found for one resource.
+// One answer per resource, in a Vec that lives as long as one refresh: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Observed {
     /// It exists; here is what it looks like now.

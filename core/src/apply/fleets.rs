@@ -169,10 +169,10 @@ impl Failover {
     pub(super) fn new(state: &State, planned_hosts: impl IntoIterator<Item = String>) -> Failover {
         let mut f = Failover::default();
         for r in &state.resources {
-            if let (ResourceKind::Instance, Some(o)) = (r.kind, &r.offer) {
-                if o.provider == ProviderKind::Baremetal {
-                    f.used_hosts.insert(o.instance_type.clone());
-                }
+            if let (ResourceKind::Instance, Some(o)) = (r.kind, &r.offer)
+                && o.provider == ProviderKind::Baremetal
+            {
+                f.used_hosts.insert(o.instance_type.clone());
             }
         }
         f.used_hosts.extend(planned_hosts);
@@ -207,7 +207,7 @@ impl Failover {
                 passed_over: None,
             }),
             (Some(why), _) => {
-                let next = self.next_offer(spec, pin, &[planned.clone()], available)?;
+                let next = self.next_offer(spec, pin, std::slice::from_ref(planned), available)?;
                 Some(FirstOffer {
                     offer: next,
                     passed_over: Some((planned.clone(), why)),
@@ -215,7 +215,7 @@ impl Failover {
             }
             (None, true) => {
                 let why = self.clusters[&spec.name].moved_because.clone();
-                let next = self.next_offer(spec, pin, &[planned.clone()], available)?;
+                let next = self.next_offer(spec, pin, std::slice::from_ref(planned), available)?;
                 Some(FirstOffer {
                     offer: next,
                     passed_over: why.map(|(_, e)| (planned.clone(), e)),
@@ -307,10 +307,10 @@ impl Failover {
             .clusters
             .get_mut(&spec.name)
             .and_then(|c| c.group.as_mut())
+            && g.zone.is_empty()
+            && g.allows(offer)
         {
-            if g.zone.is_empty() && g.allows(offer) {
-                g.zone = zone.to_string();
-            }
+            g.zone = zone.to_string();
         }
     }
 }

@@ -33,9 +33,10 @@
 //! has one, zone) is taken from its planned offer. On a capacity error a node first tries the
 //! next-ranked offer inside the group; when the group has none left, the fleet moves to the
 //! group of the next-ranked remaining offer, and every node of the fleet not yet created
-//! follows it. Nodes already made in the old group stay there (the apply does not destroy
-//! working nodes to regroup them); the report's failover events say so, and the next plan
-//! shows them as needing to move.
+//! follows it. Nodes this apply already made in the old group stay there: the apply does not
+//! destroy working nodes to regroup them. When that happens the fleet is split, and the next
+//! plan shows it (the planner gathers a cluster in the group of its lowest-numbered kept
+//! node and replaces the others).
 //!
 //! Engine faults (a cycle, a state that cannot be written) are kept apart from operation
 //! outcomes, as turborepo keeps `InternalError` apart from task outcomes: see

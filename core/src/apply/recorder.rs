@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 #[derive(Debug)]
 pub(super) enum Mutation {
     /// Insert or replace the resource at its address.
-    Put(Resource),
+    Put(Box<Resource>),
     /// Remove the resource at this address.
     Remove(String),
 }
@@ -64,10 +64,21 @@ impl Recorder {
 
     /// Reads the in-memory state (everything recorded so far).
     pub(super) fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&lock(&self.state))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn apply_mutation(s: &mut State, m: &Mutation) {
+    match m {
+        Mutation::Put(r) => match s.resources.iter_mut().find(|x| x.address == r.address) {
+            Some(slot) => *slot = (**r).clone(),
+            None => s.resources.push((**r).clone()),
+        },
+        Mutation::Remove(address) => s.resources.retain(|x| x.address != *address),
     }
 }
 
@@ -78,35 +89,32 @@ async fn write_loop(
     mut rx: mpsc::UnboundedReceiver<(Mutation, Ack)>,
     halt: CancelToken,
 ) -> Written {
+    // The writer keeps its own copy, so that a write needs no snapshot of the shared state
+    // (a clone of every resource) and the operations can read the shared one meanwhile.
+    let mut own = lock(&state).clone();
     let mut failed: Option<(StateError, String)> = None;
     while let Some(first) = rx.recv().await {
+        // Operations that finish together arrive within a moment of each other: let them
+        // queue, so that one write carries them all.
+        tokio::task::yield_now().await;
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
         }
-        let snapshot = {
-            let mut s = state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        {
+            let mut shared = lock(&state);
             for (m, _) in &batch {
-                match m {
-                    Mutation::Put(r) => {
-                        match s.resources.iter_mut().find(|x| x.address == r.address) {
-                            Some(slot) => *slot = r.clone(),
-                            None => s.resources.push(r.clone()),
-                        }
-                    }
-                    Mutation::Remove(address) => s.resources.retain(|x| x.address != *address),
-                }
+                apply_mutation(&mut shared, m);
+                apply_mutation(&mut own, m);
             }
             if failed.is_none() {
-                s.serial += 1;
+                shared.serial += 1;
+                own.serial += 1;
             }
-            s.clone()
-        };
+        }
         let result = match &failed {
             Some((_, why)) => Err(why.clone()),
-            None => match store.write(&snapshot, version.as_ref()).await {
+            None => match store.write(&own, version.as_ref()).await {
                 Ok(v) => {
                     version = Some(v);
                     Ok(())

@@ -91,14 +91,15 @@ pub struct AwsProvider {
 pub struct SetupError(String);
 
 impl AwsProvider {
-    /// A provider for `config` with default timings: loads the shared AWS configuration
-    /// (credentials are resolved lazily, on the first call).
-    pub async fn new(config: &flotilla_core::config::AwsProvider) -> Result<Self, SetupError> {
-        Self::with_options(config, AwsOptions::default()).await
+    /// A provider for `config` with default timings. Nothing is read or called yet: the
+    /// shared AWS configuration and credentials are loaded on the first operation, so this
+    /// can be made outside an async runtime.
+    pub fn new(config: &flotilla_core::config::AwsProvider) -> Result<Self, SetupError> {
+        Self::with_options(config, AwsOptions::default())
     }
 
     /// A provider for `config` with the given timings.
-    pub async fn with_options(
+    pub fn with_options(
         config: &flotilla_core::config::AwsProvider,
         options: AwsOptions,
     ) -> Result<Self, SetupError> {
@@ -112,7 +113,7 @@ impl AwsProvider {
                 "endpoint `{endpoint}` must be an http:// or https:// URL"
             )));
         }
-        let clients = Clients::load(config, &options).await;
+        let clients = Clients::new(config, &options);
         Ok(AwsProvider {
             config: config.clone(),
             options,
