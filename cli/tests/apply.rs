@@ -320,3 +320,56 @@ fn a_saved_plan_with_target_flags_is_refused() {
         stderr(&o)
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_scheduling_records_what_finished_and_exits_130() {
+    use std::io::{BufRead as _, BufReader};
+    let p = Project::new(
+        r#"
+provider "aws" { regions = ["us-east-1"] }
+fleet "web" {
+  nodes     = 6
+  resources { gpu = "L4:1" }
+}
+"#,
+    );
+    p.faults(r#"{ "sleep_ms": 300 }"#);
+    let mut child = p
+        .command(&["apply", "-y", "--parallelism", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // Interrupt once the first node is on its way.
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "apply ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("fleet.web[0]: creating…") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    seen.push_str(&rest);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(seen.contains("Interrupt received"), "{seen}");
+    assert!(seen.contains("Apply cancelled:"), "{seen}");
+    assert!(seen.contains("skipped: the apply was cancelled"), "{seen}");
+    // What finished is both in the cloud and in the state; nothing was orphaned.
+    let recorded = p.state().unwrap()["resources"].as_array().unwrap().len();
+    assert!((1..6).contains(&recorded), "{recorded} recorded: {seen}");
+    assert_eq!(p.resources().len(), recorded);
+}

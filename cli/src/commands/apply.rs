@@ -197,9 +197,7 @@ pub(crate) fn build_providers(
                 Some(aws) => Some(Arc::new(flotilla_provider_aws::AwsProvider::new(aws)?)),
                 None => None,
             },
-            ProviderKind::Gcp
-            | ProviderKind::Azure
-            | ProviderKind::Baremetal => None,
+            ProviderKind::Gcp | ProviderKind::Azure | ProviderKind::Baremetal => None,
         };
         if let Some(p) = provider {
             providers.insert(kind, p);

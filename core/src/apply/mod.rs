@@ -96,7 +96,9 @@ pub struct ApplyContext {
 /// How hard the executor pushes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApplyOptions {
-    /// Operations at once, overall (`--parallelism`, default 10). At least 1.
+    /// Operations at once against the providers, overall (`--parallelism`, default 10). At
+    /// least 1. An operation gives its permits back when the provider has answered, and its
+    /// dependents wait until its result is written to state.
     pub parallelism: usize,
     /// Operations at once per provider+region (default 16); `None` is no limit beyond
     /// `parallelism`.
