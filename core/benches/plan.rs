@@ -13,6 +13,10 @@ use flotilla_core::plan::{PlanOptions, plan};
 use flotilla_core::state::State;
 use std::hint::black_box;
 
+// The same allocator as the `flotilla` binary: plans allocate many small maps.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn config(hcl: &str) -> Config {
     load_sources(&[("bench.hcl".to_string(), hcl.to_string())], &[], &[])
         .expect("bench config loads")
