@@ -211,12 +211,7 @@ pub fn fleet_candidates(config: &Config, catalog: &Catalog, fleet_name: &str) ->
     let Some(fleet) = config.fleets.get(fleet_name) else {
         return Vec::new();
     };
-    let host_offers: Vec<Offer> = config
-        .providers
-        .baremetal
-        .as_ref()
-        .map(|b| b.hosts.iter().map(|h| h.offer()).collect())
-        .unwrap_or_default();
+    let host_offers = config.host_offers();
     let candidates = Candidates::new(catalog, &host_offers, fleet_query(config, fleet));
     candidates
         .hosts
