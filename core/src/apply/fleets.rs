@@ -5,6 +5,7 @@
 
 use crate::catalog::{Catalog, Offer, ProviderKind};
 use crate::config::{Config, Placement};
+use crate::plan::Group;
 use crate::spec::Memory;
 use crate::state::{ResourceKind, State};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -91,34 +92,6 @@ impl OfferKey {
             instance_type: o.instance_type.clone(),
             spot: o.spot,
         }
-    }
-}
-
-/// A cluster fleet's home: provider, region and (once known) zone.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct Group {
-    pub(super) provider: ProviderKind,
-    pub(super) region: String,
-    pub(super) zone: String,
-}
-
-impl Group {
-    pub(super) fn of(o: &Offer, zone: &str) -> Group {
-        Group {
-            provider: o.provider,
-            region: o.region.clone(),
-            zone: if o.zone.is_empty() {
-                zone.to_string()
-            } else {
-                o.zone.clone()
-            },
-        }
-    }
-
-    pub(super) fn allows(&self, o: &Offer) -> bool {
-        o.provider == self.provider
-            && o.region == self.region
-            && (o.zone.is_empty() || self.zone.is_empty() || o.zone == self.zone)
     }
 }
 

@@ -25,6 +25,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use select::Group;
 pub use select::fleet_candidates;
 
 /// The `format_version` of plan JSON and plan files.

@@ -143,15 +143,15 @@ pub(super) fn pin_allows(pin: &Pin, offer: &Offer) -> bool {
 
 /// A cluster group: every node on one provider+region(+zone).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(super) struct Group {
-    pub(super) provider: ProviderKind,
-    pub(super) region: String,
-    pub(super) zone: String,
+pub(crate) struct Group {
+    pub(crate) provider: ProviderKind,
+    pub(crate) region: String,
+    pub(crate) zone: String,
 }
 
 impl Group {
     /// The group an offer (or a node placed on it) belongs to.
-    pub(super) fn of(offer: &Offer, zone: &str) -> Group {
+    pub(crate) fn of(offer: &Offer, zone: &str) -> Group {
         Group {
             provider: offer.provider,
             region: offer.region.clone(),
@@ -164,7 +164,7 @@ impl Group {
     }
 
     /// Whether an offer lies in the group.
-    pub(super) fn allows(&self, offer: &Offer) -> bool {
+    pub(crate) fn allows(&self, offer: &Offer) -> bool {
         offer.provider == self.provider
             && offer.region == self.region
             && (offer.zone.is_empty() || self.zone.is_empty() || offer.zone == self.zone)
