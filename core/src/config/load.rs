@@ -16,6 +16,8 @@ mod eval;
 mod funcs;
 mod model;
 mod suggest;
+
+pub(crate) use suggest::closest;
 mod vars;
 
 #[cfg(test)]

@@ -20,6 +20,8 @@ pub mod format;
 mod load;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
+/// "Did you mean" matching, shared with the planner's address suggestions.
+pub(crate) use load::closest;
 
 /// Everything the fleet files declare, evaluated. Maps are keyed by block name, so iteration
 /// order (and so every plan) is deterministic.

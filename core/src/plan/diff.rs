@@ -1008,10 +1008,7 @@ fn check_addresses(
     ] {
         for address in list {
             if !known.contains(address) {
-                let best = known
-                    .iter()
-                    .min_by_key(|k| edit_distance(k, address))
-                    .filter(|k| edit_distance(k, address) <= 3);
+                let best = crate::config::closest(address, known.iter().map(String::as_str));
                 return Err(PlanError::UnknownAddress {
                     flag: flag.to_string(),
                     address: address.clone(),
@@ -1023,20 +1020,6 @@ fn check_addresses(
         }
     }
     Ok(())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// The addresses `--target` keeps: the targets and everything they depend on.

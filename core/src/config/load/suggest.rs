@@ -10,7 +10,7 @@ where
 }
 
 /// The candidate [`did_you_mean`] would suggest, for callers that phrase the hint themselves.
-pub(super) fn closest<'a, I>(name: &str, candidates: I) -> Option<&'a str>
+pub(crate) fn closest<'a, I>(name: &str, candidates: I) -> Option<&'a str>
 where
     I: IntoIterator<Item = &'a str>,
 {
