@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Plan and apply GPU fleets across AWS, GCP, Azure and bare-metal hosts.
 #[derive(Debug, Parser)]
@@ -33,6 +34,10 @@ pub(crate) enum Command {
     Apply(ApplyArgs),
     /// Destroy everything in state.
     Destroy(DestroyArgs),
+    /// Inspect and edit the state: list, show, rm, mv, pull, push.
+    State(StateArgs),
+    /// Remove the state lock with this id (left by a flotilla that died).
+    ForceUnlock(ForceUnlockArgs),
 }
 
 /// Everything that decides a plan: fleet files, variables, state, catalog, and what to plan.
@@ -40,10 +45,15 @@ pub(crate) enum Command {
 pub(crate) struct PlanInputs {
     #[command(flatten)]
     pub(crate) config: ConfigArgs,
-    /// State location: a path (default: DIR/flotilla.state.json, or the fleet files'
-    /// `state { url }`).
-    #[arg(long, value_name = "URL")]
+    /// State location: a path, s3://BUCKET/KEY, gs://BUCKET/OBJECT or
+    /// az://ACCOUNT/CONTAINER/BLOB (default: the fleet files' `state { url }`, else
+    /// DIR/flotilla.state.json).
+    #[arg(long, value_name = "URL", env = "FLOTILLA_STATE")]
     pub(crate) state: Option<String>,
+    /// How long to wait for a state lock another flotilla holds (0: fail at once, naming the
+    /// holder); e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = crate::commands::parse_duration)]
+    pub(crate) lock_timeout: Duration,
     /// Price against this catalog CSV instead of the embedded snapshot.
     #[arg(long, value_name = "FILE")]
     pub(crate) catalog: Option<PathBuf>,
@@ -56,9 +66,9 @@ pub(crate) struct PlanInputs {
     /// Plan the removal of everything in state.
     #[arg(long)]
     pub(crate) destroy: bool,
-    /// Read the providers' view of the resources first (`--refresh=false` skips it). Offline
-    /// plans have no provider to ask, so this has no effect until a provider is configured
-    /// with credentials.
+    /// Ask the providers what exists now before planning, one batched call per provider the
+    /// state holds resources of (`--refresh=false` skips it and plans from the state as
+    /// recorded). A plan against an empty state asks no provider.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub(crate) refresh: bool,
 }
@@ -219,7 +229,96 @@ pub(crate) struct OffersArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: OffersFormat,
-    /// Use this catalog CSV instead of the embedded snapshot.
+    /// Use this catalog CSV instead of the offers cache and the embedded snapshot.
     #[arg(long, value_name = "FILE")]
     pub(crate) catalog: Option<PathBuf>,
+    /// First fetch live AWS offers (instance types, spot prices) for `--region`s, else the
+    /// fleet files' `provider "aws" { regions }` here, into the offers cache.
+    #[arg(long)]
+    pub(crate) refresh: bool,
+}
+
+/// Where the state is, for the commands that work on the state alone.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct StateLocation {
+    /// Fleet files, read only for their `state { url }` (when there are any and `--state` is
+    /// not given).
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// State location: a path, s3://BUCKET/KEY, gs://BUCKET/OBJECT or
+    /// az://ACCOUNT/CONTAINER/BLOB (default: the fleet files' `state { url }`, else
+    /// DIR/flotilla.state.json).
+    #[arg(long, value_name = "URL", env = "FLOTILLA_STATE")]
+    pub(crate) state: Option<String>,
+    /// How long to wait for a state lock another flotilla holds (0: fail at once, naming the
+    /// holder); e.g. 30s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "0", value_parser = crate::commands::parse_duration)]
+    pub(crate) lock_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StateArgs {
+    #[command(subcommand)]
+    pub(crate) command: StateCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StateCommand {
+    /// List the addresses in state.
+    List {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Show one resource as recorded in state (JSON).
+    Show {
+        /// The address, e.g. fleet.train[0].
+        #[arg(value_name = "ADDR")]
+        address: String,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Forget resources: remove them from state without destroying them.
+    Rm {
+        /// The addresses; at least one.
+        #[arg(value_name = "ADDR", required = true)]
+        addresses: Vec<String>,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Rename a resource in state (after renaming it in the fleet files).
+    Mv {
+        /// The current address.
+        #[arg(value_name = "FROM")]
+        from: String,
+        /// The new address.
+        #[arg(value_name = "TO")]
+        to: String,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Print the state document to stdout.
+    Pull {
+        #[command(flatten)]
+        location: StateLocation,
+    },
+    /// Replace the state with a document from FILE (`-` for stdin).
+    Push {
+        /// The state document to store.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Also replace a state of another lineage or a newer serial.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        location: StateLocation,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ForceUnlockArgs {
+    /// The lock's id, as the "state locked" message prints it.
+    #[arg(value_name = "LOCK_ID")]
+    pub(crate) lock_id: String,
+    #[command(flatten)]
+    pub(crate) location: StateLocation,
 }

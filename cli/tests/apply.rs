@@ -276,9 +276,12 @@ fn a_failure_is_summarised_and_exits_1() {
 fn a_provider_without_an_implementation_is_refused_before_anything_changes() {
     let p = Project::new(
         r#"
-provider "gcp" { project = "p" }
+provider "azure" {
+  subscription_id = "00000000-0000-0000-0000-000000000000"
+  resource_group  = "gpu"
+}
 fleet "web" {
-  resources { gpu = "L4:1" }
+  resources { gpu = "T4:1" }
 }
 "#,
     );
@@ -289,7 +292,7 @@ fleet "web" {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("error: provider `gcp` cannot apply yet in this build"),
+        stderr(&o).contains("error: provider `azure` cannot apply yet in this build"),
         "{}",
         stderr(&o)
     );
@@ -301,6 +304,45 @@ fleet "web" {
         .output()
         .unwrap();
     assert!(o.status.success());
+}
+
+#[test]
+fn gcp_without_credentials_fails_at_once_saying_how_to_log_in() {
+    let p = Project::new(
+        r#"
+provider "gcp" { project = "p" }
+fleet "web" {
+  resources { gpu = "L4:1" }
+}
+"#,
+    );
+    let o = p
+        .command(&["apply", "-y"])
+        .env_remove("FLOTILLA_FAKE_PROVIDER_DIR")
+        .env_remove("FLOTILLA_GCP_ENDPOINT")
+        .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
+        .env_remove("GCE_METADATA_HOST")
+        .env("CLOUDSDK_CONFIG", p.path().join("no-gcloud"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no Google Application Default Credentials found"),
+        "{err}"
+    );
+    assert!(
+        err.contains("gcloud auth application-default login"),
+        "{err}"
+    );
+    // Nothing was made, so nothing is recorded.
+    let resources = p.state().map(|s| s["resources"].clone());
+    assert!(
+        resources
+            .as_ref()
+            .is_none_or(|r| r.as_array().is_some_and(Vec::is_empty)),
+        "{resources:?}"
+    );
 }
 
 #[test]

@@ -402,3 +402,214 @@ fn missing_or_broken_catalog_is_an_error() {
         "error: broken.csv:3: column `spot`: `maybe` is not true or false\n"
     );
 }
+
+// The offers cache (`flotilla offers --refresh` writes it; `tests/tests/aws_catalog.rs` covers
+// the refresh itself against moto). Each test has its own XDG_CACHE_HOME.
+
+/// A cache of one aws us-east-1 offer fetched on 2026-01-01, in `XDG_CACHE_HOME/flotilla/`.
+const CACHE: &str = "\
+# flotilla offers cache {\"provider\":\"aws\",\"regions\":[\"us-east-1\"],\"fetched_at\":\"2026-01-01T00:00:00Z\",\"source\":\"a test\"}
+provider,instance_type,region,zone,gpu_vendor,gpu_name,gpu_count,gpu_memory_gib,vcpus,memory_gib,spot,price_per_hour_usd
+aws,p5.48xlarge,us-east-1,us-east-1b,nvidia,H100,8,80,192,2048,false,1.25
+";
+
+/// One 8x H100 node on AWS in us-east-1.
+const FLEET: &str = "provider \"aws\" {\n  regions = [\"us-east-1\"]\n}\n\n\
+fleet \"train\" {\n  nodes = 1\n  resources {\n    gpu = \"H100:8\"\n  }\n}\n";
+
+/// A working directory and a cache home holding `cache` as `flotilla/aws.csv`.
+fn with_cache(cache: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let home = tempfile::tempdir().expect("temp dir");
+    let dir = home.path().join("flotilla");
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    let file = dir.join("aws.csv");
+    std::fs::write(&file, cache).expect("write cache");
+    (home, file)
+}
+
+fn flotilla_cached(home: &Path, dir: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flotilla"));
+    cmd.args(args)
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", home);
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd.output().expect("the flotilla binary runs")
+}
+
+#[test]
+fn the_cache_replaces_its_regions_of_the_snapshot_and_says_how_old_it_is() {
+    let (home, file) = with_cache(CACHE);
+    let out = flotilla_cached(
+        home.path(),
+        None,
+        &[
+            "offers",
+            "--gpu",
+            "H100:8",
+            "--provider",
+            "aws",
+            "--format",
+            "json",
+            "--limit",
+            "500",
+        ],
+    );
+    let rows = json(&out);
+    let east: Vec<_> = rows.iter().filter(|r| r["region"] == "us-east-1").collect();
+    assert_eq!(east.len(), 1, "only the cached us-east-1 offer: {east:?}");
+    assert_eq!(east[0]["zone"], "us-east-1b");
+    assert_eq!(east[0]["price_per_hour"], 1.25);
+    assert!(
+        rows.iter().any(|r| r["region"] == "us-west-2"),
+        "other regions keep the snapshot's offers"
+    );
+
+    let out = flotilla_cached(home.path(), None, &["offers", "--gpu", "H100:8"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let summary = text.lines().last().expect("a summary");
+    let prefix = format!("(catalog: cache {}, refreshed ", file.display());
+    assert!(summary.contains(&prefix), "{summary}");
+    assert!(summary.contains(" days ago, "), "{summary}");
+    // The cheapest 8x H100 on demand is now the cached one.
+    assert!(
+        text.lines().nth(2).is_some_and(|l| l.contains("1.25")),
+        "{text}"
+    );
+}
+
+#[test]
+fn plan_says_it_priced_with_the_cache_and_its_age() {
+    let (home, file) = with_cache(CACHE);
+    let work = tempfile::tempdir().expect("temp dir");
+    std::fs::write(work.path().join("main.hcl"), FLEET).expect("write fleet");
+    let out = flotilla_cached(home.path(), Some(work.path()), &["plan"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Catalog: "))
+        .unwrap_or_else(|| panic!("no catalog line in {text}"));
+    assert!(
+        line.contains(&format!("Catalog: cache {}, refreshed ", file.display())),
+        "{line}"
+    );
+    assert!(line.contains(" days ago ("), "{line}");
+    assert!(
+        text.contains("p5.48xlarge"),
+        "the cached offer is the cheapest: {text}"
+    );
+
+    let out = flotilla_cached(
+        home.path(),
+        Some(work.path()),
+        &["plan", "--format", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    let source = &plan["catalog_source"];
+    assert_eq!(source["kind"], "cache");
+    assert_eq!(source["path"], file.display().to_string());
+    assert_eq!(source["fetched_at"], "2026-01-01T00:00:00Z");
+    assert!(
+        source["age_seconds"].as_u64().is_some_and(|a| a > 86_400),
+        "{source}"
+    );
+    assert!(
+        plan["catalog"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cache "))
+    );
+
+    let out = flotilla_cached(
+        home.path(),
+        Some(work.path()),
+        &["plan", "--format", "markdown"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "\n\nCatalog: cache {}, refreshed ",
+            file.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn without_a_cache_plans_name_the_embedded_snapshot_and_its_date() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let work = tempfile::tempdir().expect("temp dir");
+    std::fs::write(work.path().join("main.hcl"), FLEET).expect("write fleet");
+    let out = flotilla_cached(
+        home.path(),
+        Some(work.path()),
+        &["plan", "--format", "json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan JSON");
+    assert_eq!(
+        plan["catalog"],
+        "embedded snapshot of 2026-05-20 (3478 offers)"
+    );
+    assert_eq!(
+        plan["catalog_source"],
+        serde_json::json!({
+            "kind": "embedded",
+            "path": null,
+            "fetched_at": "2026-05-20T00:00:00Z",
+            "age_seconds": null,
+            "offers": 3478,
+        })
+    );
+}
+
+#[test]
+fn a_corrupt_cache_is_an_error_naming_it_and_catalog_still_wins() {
+    let (home, file) = with_cache(&CACHE.replace("\"fetched_at\"", "\"fetched\""));
+    let out = flotilla_cached(home.path(), None, &["offers", "--gpu", "H100"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: the offers cache `{}` cannot be used; run `flotilla offers --refresh` to rebuild it, or delete it",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("unreadable cache header"), "{err}");
+
+    let dir = small_catalog();
+    let out = flotilla_cached(
+        home.path(),
+        Some(dir.path()),
+        &["offers", "--gpu", "H100:8", "--catalog", "offers.csv"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("(catalog: offers.csv, 6 offers)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn refresh_of_another_provider_or_without_regions_is_refused() {
+    let home = tempfile::tempdir().expect("temp dir");
+    let work = tempfile::tempdir().expect("temp dir");
+    let out = flotilla_cached(
+        home.path(),
+        Some(work.path()),
+        &["offers", "--refresh", "--provider", "gcp"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("AWS only"), "{}", stderr(&out));
+
+    let out = flotilla_cached(home.path(), Some(work.path()), &["offers", "--refresh"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("Pass --region R"), "{}", stderr(&out));
+    assert!(!home.path().join("flotilla").exists(), "nothing written");
+}

@@ -23,6 +23,10 @@ pub struct Ownership {
     pub lineage: String,
     /// The resource's address.
     pub address: String,
+    /// How many earlier resources at this address were given up
+    /// ([`crate::state::State::generation`]); 0 for the first. Not a tag: it only makes the
+    /// idempotency token of a later create differ from an earlier one's.
+    pub generation: u64,
 }
 
 impl Ownership {
@@ -32,10 +36,21 @@ impl Ownership {
     pub const ADDRESS_TAG: &'static str = "flotilla:address";
 
     /// An idempotency token (EC2 `ClientToken`, GCE `requestId`) for one attempt: the same
-    /// lineage, address and attempt always give the same token, at most 64 characters.
+    /// lineage, address, generation and attempt always give the same token, at most 64
+    /// characters. A resource made at an address whose earlier resource was destroyed gets
+    /// another generation, hence another token: EC2 remembers a token and would answer a
+    /// reused one with the earlier, terminated instance.
     pub fn token(&self, attempt: u32) -> String {
         use sha2::{Digest, Sha256};
-        let h = Sha256::digest(format!("{}/{}/{attempt}", self.lineage, self.address));
+        // Generation 0 keeps the original form, so tokens of first creates stay as they were.
+        let h = if self.generation == 0 {
+            Sha256::digest(format!("{}/{}/{attempt}", self.lineage, self.address))
+        } else {
+            Sha256::digest(format!(
+                "{}/{}/g{}/{attempt}",
+                self.lineage, self.address, self.generation
+            ))
+        };
         h.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 }
@@ -164,6 +179,9 @@ pub trait Provider: Send + Sync {
 
     /// Brings a node's tags to `request.tags`, in place (the only change a node takes in
     /// place; `request.offer` is the node's own offer). Returns the node as state records it.
+    /// It also attaches those of `request.volumes` not attached to it yet: empty on a plain
+    /// update, they are the node's volumes when the executor adopts a node that an
+    /// interrupted apply launched and may have died before attaching to.
     fn update_instance<'a>(
         &'a self,
         instance: &'a Resource,
@@ -231,4 +249,31 @@ pub trait Provider: Send + Sync {
         &'a self,
         resources: &'a [Resource],
     ) -> BoxFuture<'a, Result<Vec<Observed>, ProviderError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ownership;
+
+    fn owner(generation: u64) -> Ownership {
+        Ownership {
+            lineage: "6f1c0d3e-8a2b-4c47-9e0f-3b5d2a7c9e14".into(),
+            address: "fleet.train[0]".into(),
+            generation,
+        }
+    }
+
+    #[test]
+    fn a_later_generation_never_reuses_an_earlier_token() {
+        // The same inputs give the same token: a retried or re-run create is idempotent.
+        assert_eq!(owner(0).token(0), owner(0).token(0));
+        assert_eq!(owner(2).token(1), owner(2).token(1));
+        // Another generation (the address's earlier resource was destroyed) or another offer
+        // attempt gives another one.
+        let tokens: std::collections::BTreeSet<String> = (0..3)
+            .flat_map(|g| (0..3).map(move |a| owner(g).token(a)))
+            .collect();
+        assert_eq!(tokens.len(), 9);
+        assert!(tokens.iter().all(|t| t.len() == 32));
+    }
 }

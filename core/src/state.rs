@@ -32,6 +32,13 @@ pub struct State {
     /// Output values after the last apply.
     #[serde(default)]
     pub outputs: BTreeMap<String, serde_json::Value>,
+    /// For each address, how many earlier resources at it were given up (destroyed, replaced,
+    /// or found deleted outside flotilla). The next create at that address folds it into its
+    /// idempotency token ([`crate::provider::Ownership::generation`]), so that it never reuses
+    /// the token of an earlier, by now terminated, resource; and since it is written with the
+    /// removal, a re-run after a crash computes the same token again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub generations: BTreeMap<String, u64>,
 }
 
 impl State {
@@ -44,7 +51,22 @@ impl State {
             serial: 0,
             resources: Vec::new(),
             outputs: BTreeMap::new(),
+            generations: BTreeMap::new(),
         }
+    }
+
+    /// Removes the resource at `address`, if any, and counts it in
+    /// [`State::generations`]; returns what was removed.
+    pub fn forget(&mut self, address: &str) -> Option<Resource> {
+        let i = self.resources.iter().position(|r| r.address == address)?;
+        let removed = self.resources.remove(i);
+        *self.generations.entry(address.to_string()).or_insert(0) += 1;
+        Some(removed)
+    }
+
+    /// The generation a new resource at `address` is created in (see [`State::generations`]).
+    pub fn generation(&self, address: &str) -> u64 {
+        self.generations.get(address).copied().unwrap_or(0)
     }
 
     /// The resource at `address`.
@@ -169,7 +191,17 @@ pub struct Resource {
     pub dependencies: Vec<String>,
 }
 
-/// Who holds a state lock, for "state is locked by … since …".
+/// How long a lock lives without a heartbeat before it is reported as stale, unless the
+/// holder says otherwise ([`LockInfo::with_ttl`]). The holder renews its heartbeat several
+/// times per TTL (see [`LockInfo::heartbeat_interval`]), so only a holder that died or hung
+/// lets it lapse.
+pub const DEFAULT_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Who holds a state lock, for "state locked by … for … since … (heartbeat N s ago)".
+///
+/// Stored as JSON in the lock (the lock file of a local state, the `KEY.lock` object of an
+/// object store). Fields added after the first release have defaults, so a lock written by an
+/// older flotilla still reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockInfo {
     /// Lock id, for `flotilla force-unlock ID`.
@@ -180,10 +212,20 @@ pub struct LockInfo {
     pub who: String,
     /// When it was taken, RFC 3339 UTC.
     pub created: String,
+    /// The flotilla version of the holder.
+    #[serde(default)]
+    pub flotilla_version: String,
+    /// When the holder last said it is alive, RFC 3339 UTC; renewed while it runs.
+    #[serde(default)]
+    pub heartbeat: String,
+    /// Seconds without a heartbeat after which the lock is stale (its holder presumably
+    /// died); 0 means the lock never goes stale (an OS lock, released by its process's end).
+    #[serde(default)]
+    pub ttl_secs: u64,
 }
 
 impl LockInfo {
-    /// A new lock description for `operation` by this process.
+    /// A new lock description for `operation` by this process, with the default TTL.
     pub fn new(operation: &str) -> LockInfo {
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("USERNAME"))
@@ -194,38 +236,106 @@ impl LockInfo {
             .filter(|h| !h.is_empty())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .unwrap_or_else(|| "localhost".to_string());
+        let now = rfc3339_now();
         LockInfo {
             id: uuid::Uuid::new_v4().to_string(),
             operation: operation.to_string(),
             who: format!("{user}@{host} (pid {})", std::process::id()),
-            created: rfc3339_now(),
+            created: now.clone(),
+            flotilla_version: crate::VERSION.to_string(),
+            heartbeat: now,
+            ttl_secs: DEFAULT_LOCK_TTL.as_secs(),
+        }
+    }
+
+    /// A holder nothing is known about (its description could not be read).
+    pub fn unknown() -> LockInfo {
+        LockInfo {
+            id: "unknown".to_string(),
+            operation: "unknown".to_string(),
+            who: "unknown".to_string(),
+            created: "unknown".to_string(),
+            flotilla_version: String::new(),
+            heartbeat: String::new(),
+            ttl_secs: 0,
+        }
+    }
+
+    /// The same lock with another TTL (at least one second).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: std::time::Duration) -> LockInfo {
+        self.ttl_secs = ttl.as_secs().max(1);
+        self
+    }
+
+    /// The same lock with its heartbeat set to now.
+    #[must_use]
+    pub fn beat(mut self) -> LockInfo {
+        self.heartbeat = rfc3339_now();
+        self
+    }
+
+    /// How often the holder renews the heartbeat: a quarter of the TTL, so that three missed
+    /// renewals (a slow network, a paused laptop) still do not make a live lock stale.
+    pub fn heartbeat_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.ttl_secs * 1000 / 4).max(250))
+    }
+
+    /// How long ago the last heartbeat was (by this machine's clock); `None` when the lock
+    /// carries no readable heartbeat. A heartbeat in the future (clock skew) reads as zero.
+    pub fn heartbeat_age(&self) -> Option<std::time::Duration> {
+        let at = humantime::parse_rfc3339_weak(&self.heartbeat).ok()?;
+        Some(
+            std::time::SystemTime::now()
+                .duration_since(at)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Whether the heartbeat is older than the TTL: the holder has most likely died, and the
+    /// lock may be broken with `flotilla force-unlock ID`.
+    pub fn is_stale(&self) -> bool {
+        self.ttl_secs > 0
+            && self
+                .heartbeat_age()
+                .is_some_and(|age| age.as_secs() > self.ttl_secs)
+    }
+
+    /// "locked by WHO for OPERATION since TIME (heartbeat N s ago)", the way every message
+    /// about a held lock names its holder.
+    pub fn describe(&self) -> String {
+        let beat = match self.heartbeat_age() {
+            Some(age) => format!(" (heartbeat {} s ago)", age.as_secs()),
+            None => String::new(),
+        };
+        format!(
+            "locked by {} for {} since {}{beat}",
+            self.who, self.operation, self.created
+        )
+    }
+
+    /// What to do about a lock this process found held: wait, or break a stale one.
+    pub fn advice(&self) -> String {
+        if self.is_stale() {
+            format!(
+                "the lock is stale: its last heartbeat is older than its TTL of {} s, so its \
+                 holder has most likely died. If you are sure it is not running, break the lock \
+                 with:\n  flotilla force-unlock {}",
+                self.ttl_secs, self.id
+            )
+        } else {
+            format!(
+                "wait for it to finish (or pass --lock-timeout, e.g. --lock-timeout 5m, to wait \
+                 for it); lock id {}",
+                self.id
+            )
         }
     }
 }
 
 /// The current time as RFC 3339 UTC, to the second.
 pub fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 /// The version of a stored document a write is conditional on: an ETag, a generation, or for a
@@ -239,7 +349,8 @@ pub enum StateError {
     /// The document is not a flotilla state, or is damaged.
     #[error(
         "state `{url}` is corrupt: {message}; it was left untouched. Restore it from its backup \
-         (`{url}.backup` for a local file, or the bucket's previous version) or fix it by hand"
+         (`{url}.backup`, written before every change; `flotilla state push` puts it back) or fix \
+         it by hand"
     )]
     Corrupt {
         /// The state's location.
@@ -262,15 +373,12 @@ pub enum StateError {
         writer: String,
     },
     /// Another process holds the lock.
-    #[error(
-        "state `{url}` is locked by {} since {} (operation: {}, lock id {}); wait for it to finish, or if it died run `flotilla force-unlock {}`",
-        holder.who, holder.created, holder.operation, holder.id, holder.id
-    )]
+    #[error("state `{url}` {}; {}", holder.describe(), holder.advice())]
     Locked {
         /// The state's location.
         url: String,
-        /// Who holds it.
-        holder: LockInfo,
+        /// Who holds it (boxed: it is large, and errors travel in every `Result`).
+        holder: Box<LockInfo>,
     },
     /// A conditional write lost: someone else wrote the state since it was read.
     #[error(
@@ -281,6 +389,21 @@ pub enum StateError {
         url: String,
         /// The version the write was conditional on.
         expected: String,
+    },
+    /// A write lost the compare-and-swap, and the newer state changed resources this writer
+    /// changed too: merging would overwrite someone's update, so nothing was merged.
+    #[error(
+        "state `{url}` was changed by someone else while this apply ran, at addresses this apply \
+         changed too: {}; this apply's changes to them were not recorded (nothing of the other \
+         writer's was overwritten). Run `flotilla plan` to see where things stand: what this \
+         apply made is found again by its tags on the next apply",
+        addresses.join(", ")
+    )]
+    ConflictingChanges {
+        /// The state's location.
+        url: String,
+        /// The addresses both writers changed, sorted.
+        addresses: Vec<String>,
     },
     /// Storage failed (I/O, network, permission).
     #[error("state `{url}`: {message}")]
@@ -313,6 +436,14 @@ pub trait StateStore: Send + Sync {
 
     /// Breaks a lock by id, whoever holds it (`flotilla force-unlock`).
     fn force_unlock<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>>;
+
+    /// Renews the heartbeat of this process's lock `id`, so that others keep seeing it as
+    /// live; fails when the lock is no longer this process's (someone broke it). Stores whose
+    /// lock ends with its process need no heartbeat: the default does nothing.
+    fn heartbeat<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
+        let _ = id;
+        Box::pin(async { Ok(()) })
+    }
 
     /// Reads the document and its version; `None` when there is none yet.
     fn read(&self) -> BoxFuture<'_, Result<Option<(State, StoredVersion)>, StateError>>;

@@ -66,3 +66,46 @@ fn example_plans() {
         });
     }
 }
+
+/// The inference example after an apply, with one node terminated and another's tags changed
+/// outside flotilla: the "Changed outside flotilla" section and the changes that correct it.
+#[test]
+fn example_plan_with_drift() {
+    use flotilla_core::provider::Observed;
+    use std::collections::BTreeMap;
+
+    let catalog = Catalog::embedded();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/examples/inference");
+    let config = config::load(&LoadOptions {
+        dir,
+        ..LoadOptions::default()
+    })
+    .unwrap_or_else(|d| panic!("inference: {d}"));
+    let first = plan::plan(&config, &empty_state(), &catalog, &PlanOptions::default()).unwrap();
+    let mut state = plan::testing::applied(&first, &config, &catalog);
+    let tags = serde_json::json!({ "model": "chat-7b", "service": "vllm", "team": "serving" });
+    for r in &mut state.resources {
+        if r.address.starts_with("fleet.") {
+            r.attributes.insert("tags".into(), tags.clone());
+        }
+    }
+    let mut retagged = state.get("fleet.serve[0]").unwrap().clone();
+    retagged.attributes.insert(
+        "tags".into(),
+        serde_json::json!({ "model": "chat-7b", "service": "vllm", "team": "research" }),
+    );
+    let observed: BTreeMap<String, Observed> = [
+        ("fleet.serve[0]".to_string(), Observed::Exists(retagged)),
+        ("fleet.serve[3]".to_string(), Observed::Gone),
+    ]
+    .into_iter()
+    .collect();
+    let refreshed = plan::refresh(&state, &observed);
+    let plan = plan::plan_refreshed(&config, &refreshed, &catalog, &PlanOptions::default())
+        .unwrap_or_else(|e| panic!("inference: {e}"));
+    assert_eq!(plan.summary.add, 1);
+    assert_eq!(plan.summary.change, 2, "the retagged node and the gateway");
+    insta::with_settings!({ prepend_module_to_snapshot => false }, {
+        insta::assert_snapshot!("inference_drift.text", render::text(&plan, false));
+    });
+}

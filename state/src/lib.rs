@@ -1,6 +1,6 @@
-//! flotilla's state stores: where the state document lives (a local file; later `s3://`,
-//! `gs://`, `az://`), each write atomic and conditional (compare-and-swap), each operation
-//! under a lock. Implements `flotilla_core::state::StateStore`.
+//! flotilla's state stores: where the state document lives (a local file, `s3://`, `gs://`,
+//! `az://`), each write atomic and conditional (compare-and-swap), each operation under a
+//! lock. Implements `flotilla_core::state::StateStore`.
 //!
 //! The engine only knows the [`StateStore`] port; this crate maps the user's `--state` value
 //! (or the fleet file's `state { url = … }`) to a concrete store with [`open`], so that the
@@ -8,9 +8,12 @@
 //! bucket directly.
 
 mod local;
-// The object stores (s3, gs, az) are built over this seam; until they land it is unused.
-#[allow(dead_code)]
 mod object;
+mod s3;
+mod store;
+// ---- GCS and Azure Blob backends (helper B): `mod gcs;` and `mod azure;` go here. ----
+mod azure;
+mod gcs;
 
 pub use local::LocalStore;
 
@@ -20,16 +23,25 @@ use std::path::PathBuf;
 /// Where the state lives when neither `--state` nor the fleet file's `state { url = … }` says.
 pub const DEFAULT_PATH: &str = "./flotilla.state.json";
 
-/// Object-store schemes that later versions add; refused here with a clear message.
-const PLANNED_SCHEMES: [&str; 3] = ["s3", "gs", "az"];
-
 /// Opens the state store that `url` names: a plain path or a `file://` URL is a
-/// [`LocalStore`]; `s3://`, `gs://` and `az://` are refused as not available in this build.
+/// [`LocalStore`]; `s3://BUCKET/KEY` an object store on S3 (`gs://` and `az://` likewise).
 ///
-/// Nothing is read, created or locked here: a missing file is simply an empty state until
-/// the first write.
+/// Nothing is read, created or locked here, and no network call is made: a missing file or
+/// object is simply an empty state until the first write.
 pub fn open(url: &str) -> Result<Box<dyn StateStore>, StateError> {
-    Ok(Box::new(LocalStore::new(local_path(url)?)))
+    let scheme = url
+        .split_once("://")
+        .map(|(s, _)| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    match scheme.as_str() {
+        "s3" => Ok(Box::new(store::ObjectStore::new(
+            s3::S3Backend::open(url)?,
+            s3::key_of(url)?,
+        ))),
+        "gs" => gcs::open(url),
+        "az" => azure::open(url),
+        _ => Ok(Box::new(LocalStore::new(local_path(url)?))),
+    }
 }
 
 /// The local path that `url` names, or why it names none.
@@ -80,12 +92,6 @@ fn local_path(url: &str) -> Result<PathBuf, StateError> {
             )
         })?;
         return Ok(PathBuf::from(decoded));
-    }
-    if PLANNED_SCHEMES.contains(&lower.as_str()) {
-        return Err(refuse(format!(
-            "state backend {lower}:// is not available yet in this build; use a local path \
-             (for example {DEFAULT_PATH})"
-        )));
     }
     Err(refuse(format!(
         "unknown state backend {scheme}://; use a local path (for example {DEFAULT_PATH}) or a \
@@ -151,23 +157,18 @@ mod tests {
     }
 
     #[test]
-    fn object_stores_are_not_available_yet() {
-        for scheme in ["s3", "gs", "az"] {
-            let e = err(&format!("{scheme}://bucket/key"));
-            assert!(
-                e.contains(&format!(
-                    "state backend {scheme}:// is not available yet in this build; use a local path"
-                )),
-                "{e}"
-            );
-        }
-        assert!(open("S3://bucket/key").is_err());
-    }
-
-    #[test]
     fn unknown_schemes_and_empty_are_refused() {
         assert!(err("http://example.com/s.json").contains("unknown state backend http://"));
         assert!(err("  ").contains("empty"));
+    }
+
+    #[test]
+    fn s3_urls_open_an_object_store_without_a_network_call() {
+        let store = open("s3://acme-infra/gpu/prod.json?region=eu-west-1").unwrap();
+        assert_eq!(store.url(), "s3://acme-infra/gpu/prod.json");
+        assert!(open("S3://acme-infra/gpu/prod.json").is_ok());
+        let e = open("s3://acme-infra").err().unwrap().to_string();
+        assert!(e.contains("s3://BUCKET/KEY"), "{e}");
     }
 
     #[test]

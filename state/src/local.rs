@@ -308,7 +308,7 @@ impl LocalStore {
             Err(TryLockError::WouldBlock) => {
                 return Err(StateError::Locked {
                     url: self.url_string(),
-                    holder: self.read_holder(),
+                    holder: Box::new(self.read_holder()),
                 });
             }
             Err(TryLockError::Error(e)) => {
@@ -360,12 +360,7 @@ impl LocalStore {
                 Err(_) => break,
             }
         }
-        LockInfo {
-            id: "unknown".to_string(),
-            operation: "unknown".to_string(),
-            who: "unknown".to_string(),
-            created: "unknown".to_string(),
-        }
+        LockInfo::unknown()
     }
 
     fn lock_now(&self, info: &LockInfo) -> Result<(), StateError> {
@@ -373,7 +368,7 @@ impl LocalStore {
         if let Some(h) = held.as_ref() {
             return Err(StateError::Locked {
                 url: self.url_string(),
-                holder: h.info.clone(),
+                holder: Box::new(h.info.clone()),
             });
         }
         let file = self.acquire(info)?;
@@ -382,6 +377,38 @@ impl LocalStore {
             info: info.clone(),
         });
         Ok(())
+    }
+
+    /// Rewrites the held lock's description with a new heartbeat time, so that a second
+    /// process's "locked by …" message shows the holder is alive.
+    fn heartbeat_now(&self, id: &str) -> Result<(), StateError> {
+        let mut held = self.held();
+        let Some(h) = held.as_mut().filter(|h| h.info.id == id) else {
+            return Err(StateError::Storage {
+                url: self.url_string(),
+                message: format!("lock {id} is not held by this process; cannot renew it"),
+                source: None,
+            });
+        };
+        h.info = h.info.clone().beat();
+        let json = serde_json::to_string_pretty(&h.info).unwrap_or_default();
+        let file = &mut h.file;
+        let written = (|| {
+            file.set_len(0)?;
+            file.seek(SeekFrom::Start(0))?;
+            file.write_all(json.as_bytes())?;
+            file.write_all(b"\n")?;
+            file.flush()
+        })();
+        written.map_err(|e| {
+            self.storage(
+                format!(
+                    "cannot renew the lock holder's heartbeat in {}: {e}",
+                    self.lock_path.display()
+                ),
+                e,
+            )
+        })
     }
 
     fn unlock_now(&self, id: &str) -> Result<(), StateError> {
@@ -490,6 +517,10 @@ impl StateStore for LocalStore {
 
     fn force_unlock<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
         Box::pin(async move { self.force_unlock_now(id) })
+    }
+
+    fn heartbeat<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
+        Box::pin(async move { self.heartbeat_now(id) })
     }
 
     fn read(&self) -> BoxFuture<'_, Result<Option<(State, StoredVersion)>, StateError>> {

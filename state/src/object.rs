@@ -38,11 +38,15 @@ pub(crate) enum BackendError {
     /// [`Precondition::Absent`]): someone else wrote or created the object first.
     #[error("the object was changed by someone else")]
     PreconditionFailed,
-    /// The bucket or container does not exist.
-    #[error("bucket `{0}` does not exist; create it first (flotilla never creates buckets)")]
+    /// The bucket or container does not exist (named as its URL, `s3://b`, `az://acct/c`).
+    #[error(
+        "`{0}` does not exist; create the bucket or container first (flotilla never creates one)"
+    )]
     NoBucket(String),
     /// The credentials were refused (HTTP 401/403).
-    #[error("access denied: {0}. Check the credentials flotilla found (see the docs for the lookup order)")]
+    #[error(
+        "access denied: {0}. Check the credentials flotilla found (see the docs for the lookup order)"
+    )]
     Denied(String),
     /// Anything else: network, throttling that outlasted retries, a server error.
     #[error("{0}")]

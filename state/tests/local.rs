@@ -322,14 +322,24 @@ fn lock_is_exclusive_between_stores_and_unlock_releases_it() {
 
     let err = block_on(b.lock(&LockInfo::new("plan"))).unwrap_err();
     match &err {
-        StateError::Locked { holder, .. } => assert_eq!(holder, &info),
+        StateError::Locked { holder, .. } => assert_eq!(**holder, info),
         other => panic!("expected Locked, got {other:?}"),
     }
     let message = err.to_string();
     assert!(
-        message.contains(&format!("is locked by {} since {}", info.who, info.created)),
+        message.contains(&format!(
+            "locked by {} for apply since {} (heartbeat ",
+            info.who, info.created
+        )),
         "{message}"
     );
+    // The holder's heartbeat rewrites its description; the lock stays the same.
+    block_on(a.heartbeat(&info.id)).unwrap();
+    match block_on(b.lock(&LockInfo::new("plan"))).unwrap_err() {
+        StateError::Locked { holder, .. } => assert_eq!(holder.id, info.id),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert!(block_on(b.heartbeat(&info.id)).is_err(), "b holds no lock");
     // A second lock through the same store is refused too.
     assert!(matches!(
         block_on(a.lock(&LockInfo::new("plan"))),
@@ -378,7 +388,11 @@ fn unreadable_lock_info_still_reports_locked() {
         StateError::Locked { holder, .. } => assert_eq!(holder.who, "unknown"),
         other => panic!("expected Locked, got {other:?}"),
     }
-    assert!(err.to_string().contains("is locked by unknown"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("locked by unknown for unknown since unknown;"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -486,11 +500,12 @@ fn lock_held_by_another_process_is_refused_then_released_when_it_is_killed() {
         other => panic!("expected Locked, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains("is locked by"), "{message}");
+    assert!(message.contains("` locked by"), "{message}");
     assert!(
-        message.contains(&format!("(pid {pid}) since ")),
+        message.contains(&format!("(pid {pid}) for apply since ")),
         "{message}"
     );
+    assert!(message.contains("s ago)"), "{message}");
 
     // A write from this process is refused while the other holds the lock.
     let err = block_on(store.write(&sample(1), None)).unwrap_err();

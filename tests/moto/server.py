@@ -14,11 +14,22 @@ what `moto_server` serves) and sits in front of it:
   the service's real error XML. `match` compares query parameters exactly (`"Foo.1": "x"`);
   the key `"_any"` matches a call any of whose parameter values equals it (a lineage, an id),
   and `"_region"` matches the signing region, so parallel tests can keep their faults to
-  their own resources. The answer is `{"id": ...}`. `GET /_fault` lists faults with `hits`;
-  `DELETE /_fault/<id>` removes one, `DELETE /_fault` removes all.
+  their own resources. The answer is `{"id": ...}`. `GET /_fault` lists faults with `hits`
+  and `held`; `DELETE /_fault/<id>` removes one, `DELETE /_fault` removes all.
+* Delays: a fault with `"delay_ms": N` and no `code` lets the call through to moto, which
+  carries it out, and then holds moto's answer for N ms before sending it, so that a test can
+  kill the client while the call is in flight: the cloud did the work, the caller never heard.
+  `held` counts the answers being held right now (a test waits for it to be 1, then kills),
+  `max_held` the most held at once (how many such calls the client had in flight);
+  removing the fault sends the held answers at once. With a `code` as well, the error is
+  answered after the delay and moto never sees the call.
 * Calls: `GET /_calls?action=DescribeInstances&value=i-123` lists the calls seen (action,
   service, region, parameters), optionally only those of an action and/or with a parameter
-  value equal to `value` (the last 20,000 calls are kept), so a test can count API calls.
+  value equal to `value` (the last 20,000 calls are kept), so a test can count API calls;
+  each has `t` (seconds on a monotonic clock, when it arrived) and, when a fault answered
+  it, `error` (the code).
+* Placement groups take tags at creation (`TagSpecification`) and list them (`tagSet`);
+  `DescribePlacementGroups` filters on `tag:KEY`, `group-name` and `strategy`.
 * `POST /_reset` clears faults, placement groups and the call log and resets moto
   (`/moto-api/reset`); `GET /_health` answers `ok`.
 
@@ -36,7 +47,9 @@ import os
 import re
 import signal
 import sys
+import fnmatch
 import threading
+import time
 import uuid
 from collections import deque
 from typing import Any, Callable, Iterable
@@ -73,17 +86,28 @@ class Harness:
         self.faults: list[dict[str, Any]] = []
         # (region, name) -> placement group
         self.placement_groups: dict[tuple[str, str], dict[str, str]] = {}
+        # (region, name) -> the group's tags
+        self.placement_group_tags: dict[tuple[str, str], dict[str, str]] = {}
         self.calls: deque[dict[str, Any]] = deque(maxlen=MAX_CALLS)
+        # fault id -> the event that ends its delays early
+        self.releases: dict[str, threading.Event] = {}
 
     def reset(self) -> None:
         with self.lock:
-            self.faults.clear()
+            self.remove_faults(None)
             self.placement_groups.clear()
+            self.placement_group_tags.clear()
             self.calls.clear()
 
     def add_fault(self, spec: dict[str, Any]) -> dict[str, Any]:
-        if not isinstance(spec.get("action"), str) or not isinstance(spec.get("code"), str):
-            raise ValueError("a fault needs string `action` and `code`")
+        delay_ms = spec.get("delay_ms")
+        if delay_ms is not None and (not isinstance(delay_ms, int) or delay_ms < 0):
+            raise ValueError("`delay_ms` must be a non-negative integer or null")
+        code = spec.get("code")
+        if not isinstance(spec.get("action"), str):
+            raise ValueError("a fault needs a string `action`")
+        if not isinstance(code, str) and not (code is None and delay_ms is not None):
+            raise ValueError("a fault needs a string `code`, or a `delay_ms` without one")
         match = spec.get("match") or {}
         if not isinstance(match, dict):
             raise ValueError("`match` must be an object")
@@ -94,14 +118,19 @@ class Harness:
             "id": uuid.uuid4().hex,
             "action": spec["action"],
             "match": {str(k): str(v) for k, v in match.items()},
-            "code": spec["code"],
-            "message": str(spec.get("message") or f"{spec['code']} (injected by the test harness)"),
+            "code": code,
+            "message": str(spec.get("message") or f"{code} (injected by the test harness)"),
             "status": int(spec.get("status") or 400),
             "times": times,
+            "delay_ms": delay_ms,
             "hits": 0,
+            "held": 0,
+            "max_held": 0,
         }
         with self.lock:
             self.faults.append(fault)
+            # Set when the fault is removed: held answers go out at once.
+            self.releases[fault["id"]] = threading.Event()
         return fault
 
     def take_fault(self, action: str, region: str, params: dict[str, str]) -> dict[str, Any] | None:
@@ -117,6 +146,34 @@ class Harness:
                 fault["hits"] += 1
                 return dict(fault)
         return None
+
+    def remove_faults(self, fault_id: str | None) -> None:
+        """Removes one fault (all when `fault_id` is None) and releases its held answers.
+        The caller holds the lock."""
+        gone = [f for f in self.faults if fault_id is None or f["id"] == fault_id]
+        self.faults[:] = [f for f in self.faults if f not in gone]
+        for f in gone:
+            release = self.releases.pop(f["id"], None)
+            if release is not None:
+                release.set()
+
+    def hold(self, fault: dict[str, Any]) -> None:
+        """Waits out a fault's delay, counted in its `held`; ends early when it is removed."""
+        delay_ms = fault.get("delay_ms")
+        if not delay_ms:
+            return
+        with self.lock:
+            release = self.releases.get(fault["id"])
+            live = next((f for f in self.faults if f["id"] == fault["id"]), None)
+            if release is None or live is None:
+                return
+            live["held"] += 1
+            live["max_held"] = max(live["max_held"], live["held"])
+        try:
+            release.wait(delay_ms / 1000.0)
+        finally:
+            with self.lock:
+                live["held"] -= 1
 
     def record(self, call: dict[str, Any]) -> None:
         with self.lock:
@@ -162,6 +219,7 @@ class PlacementGroups:
     def handle(self, action: str, region: str, params: dict[str, str]) -> tuple[int, bytes]:
         request_id = str(uuid.uuid4())
         groups = self.harness.placement_groups
+        tags = self.harness.placement_group_tags
         if action == "CreatePlacementGroup":
             name = params.get("GroupName", "")
             strategy = params.get("Strategy", "cluster")
@@ -187,24 +245,31 @@ class PlacementGroups:
                     "groupArn": f"arn:aws:ec2:{region}:123456789012:placement-group/{name}",
                 }
                 groups[(region, name)] = group
-            return 200, self.response(action, request_id, "placementGroup", group_xml(group))
+                tags[(region, name)] = tag_specs(params, "placement-group")
+            return 200, self.response(
+                action, request_id, "placementGroup", group_xml(group, tags[(region, name)])
+            )
         if action == "DescribePlacementGroups":
             names = list_param(params, "GroupName")
             ids = list_param(params, "GroupId")
             with self.harness.lock:
-                found = [g for (r, _), g in groups.items() if r == region]
+                found = [
+                    (g, dict(tags.get(key, {}))) for key, g in groups.items() if key[0] == region
+                ]
             for name in names:
-                if not any(g["groupName"] == name for g in found):
+                if not any(g["groupName"] == name for g, _ in found):
                     return 400, error_xml(
                         "ec2",
                         "InvalidPlacementGroup.Unknown",
                         f"The Placement Group '{name}' is unknown.",
                     )
             if names:
-                found = [g for g in found if g["groupName"] in names]
+                found = [(g, t) for g, t in found if g["groupName"] in names]
             if ids:
-                found = [g for g in found if g["groupId"] in ids]
-            items = "".join(f"<item>{group_xml(g)}</item>" for g in found)
+                found = [(g, t) for g, t in found if g["groupId"] in ids]
+            for key, values in filters(params).items():
+                found = [(g, t) for g, t in found if group_matches(g, t, key, values)]
+            items = "".join(f"<item>{group_xml(g, t)}</item>" for g, t in found)
             return 200, self.response(action, request_id, "placementGroupSet", items)
         # DeletePlacementGroup
         name = params.get("GroupName", "")
@@ -216,6 +281,7 @@ class PlacementGroups:
                     f"The Placement Group '{name}' is unknown.",
                 )
             del groups[(region, name)]
+            tags.pop((region, name), None)
         return 200, self.response(action, request_id, "return", "true")
 
     @staticmethod
@@ -227,8 +293,60 @@ class PlacementGroups:
         ).encode()
 
 
-def group_xml(group: dict[str, str]) -> str:
-    return "".join(f"<{k}>{xml_escape(v)}</{k}>" for k, v in group.items())
+def group_xml(group: dict[str, str], tags: dict[str, str]) -> str:
+    fields = "".join(f"<{k}>{xml_escape(v)}</{k}>" for k, v in group.items())
+    items = "".join(
+        f"<item><key>{xml_escape(k)}</key><value>{xml_escape(v)}</value></item>"
+        for k, v in sorted(tags.items())
+    )
+    return fields + f"<tagSet>{items}</tagSet>"
+
+
+def tag_specs(params: dict[str, str], resource_type: str) -> dict[str, str]:
+    """The tags of `TagSpecification.N` entries for `resource_type`."""
+    tags: dict[str, str] = {}
+    n = 1
+    while f"TagSpecification.{n}.ResourceType" in params:
+        if params[f"TagSpecification.{n}.ResourceType"] == resource_type:
+            m = 1
+            while f"TagSpecification.{n}.Tag.{m}.Key" in params:
+                key = params[f"TagSpecification.{n}.Tag.{m}.Key"]
+                tags[key] = params.get(f"TagSpecification.{n}.Tag.{m}.Value", "")
+                m += 1
+        n += 1
+    return tags
+
+
+def filters(params: dict[str, str]) -> dict[str, list[str]]:
+    """`Filter.N.Name` / `Filter.N.Value.M` as name -> values."""
+    out: dict[str, list[str]] = {}
+    n = 1
+    while f"Filter.{n}.Name" in params:
+        out[params[f"Filter.{n}.Name"]] = list_param(params, f"Filter.{n}.Value")
+        n += 1
+    return out
+
+
+def group_matches(group: dict[str, str], tags: dict[str, str], key: str, values: list[str]) -> bool:
+    """Whether a placement group passes one filter; values are EC2 wildcards (`*`, `?`)."""
+    if key.startswith("tag:"):
+        have = tags.get(key[len("tag:") :])
+    elif key == "tag-key":
+        return any(fnmatch.fnmatchcase(k, v) for k in tags for v in values)
+    elif key == "group-name":
+        have = group["groupName"]
+    elif key == "strategy":
+        have = group["strategy"]
+    elif key == "state":
+        have = group["state"]
+    else:
+        return False
+    return have is not None and any(fnmatch.fnmatchcase(have, glob(v)) for v in values)
+
+
+def glob(value: str) -> str:
+    """An EC2 filter value as an fnmatch pattern: only `*` and `?` are special."""
+    return value.replace("[", "[[]")
 
 
 def list_param(params: dict[str, str], name: str) -> list[str]:
@@ -269,11 +387,21 @@ class App:
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         action = params.get("Action")
         if action:
-            self.harness.record(
-                {"action": action, "service": service, "region": region, "params": params}
-            )
+            call = {
+                "action": action,
+                "service": service,
+                "region": region,
+                "params": params,
+                "t": time.monotonic(),
+            }
+            self.harness.record(call)
             fault = self.harness.take_fault(action, region, params)
+            if fault is not None and fault["code"] is not None:
+                call["error"] = fault["code"]
+            if fault is not None and fault["code"] is None:
+                return self.delayed(environ, start_response, body, fault)
             if fault is not None:
+                self.harness.hold(fault)
                 return reply(
                     start_response,
                     fault["status"],
@@ -286,6 +414,33 @@ class App:
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
         return self.moto(environ, start_response)
+
+    def delayed(
+        self,
+        environ: dict[str, Any],
+        start_response: Callable[..., Any],
+        body: bytes,
+        fault: dict[str, Any],
+    ) -> Iterable[bytes]:
+        """Lets moto carry the call out, then holds its answer for the fault's delay."""
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        answered: list[Any] = []
+
+        def capture(status: str, headers: list[Any], exc_info: Any = None) -> Callable[[bytes], None]:
+            answered[:] = [status, headers]
+            return lambda _data: None
+
+        out = self.moto(environ, capture)
+        try:
+            payload = b"".join(out)
+        finally:
+            close = getattr(out, "close", None)
+            if close is not None:
+                close()
+        self.harness.hold(fault)
+        start_response(answered[0], answered[1])
+        return [payload]
 
     def fault_api(
         self, environ: dict[str, Any], start_response: Callable[..., Any], method: str, path: str
@@ -306,10 +461,7 @@ class App:
         if method == "DELETE":
             fault_id = path[len("/_fault/") :] if path.startswith("/_fault/") else None
             with self.harness.lock:
-                if fault_id is None:
-                    self.harness.faults.clear()
-                else:
-                    self.harness.faults[:] = [f for f in self.harness.faults if f["id"] != fault_id]
+                self.harness.remove_faults(fault_id)
             return json_reply(start_response, 200, {})
         return json_reply(start_response, 405, {"error": f"{method} {path} is not supported"})
 

@@ -24,7 +24,8 @@ pub struct Moto {
 }
 
 /// One injected fault: `action` calls matching `matches` answer `code` with HTTP `status`,
-/// `times` times (every time when `None`).
+/// `times` times (every time when `None`). A delay ([`Fault::delay`]) instead lets moto carry
+/// the call out and holds its answer, so that a test can kill the caller mid-call.
 #[derive(Debug, Clone)]
 pub struct Fault {
     /// The API action (`RunInstances`).
@@ -38,6 +39,8 @@ pub struct Fault {
     pub status: u16,
     /// How many calls fail; `None`: all until removed.
     pub times: Option<u32>,
+    /// Hold the answer this long (ms); with an empty `code`, moto's own answer is held.
+    pub delay_ms: Option<u64>,
 }
 
 impl Fault {
@@ -49,6 +52,16 @@ impl Fault {
             code: code.into(),
             status,
             times: None,
+            delay_ms: None,
+        }
+    }
+
+    /// `action` calls carrying `value` go through to moto, whose answer is then held for
+    /// `ms` milliseconds (or until the fault is removed): the call is in flight, its work done.
+    pub fn delay(action: &str, value: &str, ms: u64) -> Fault {
+        Fault {
+            delay_ms: Some(ms),
+            ..Fault::new(action, value, "", 200)
         }
     }
 
@@ -89,13 +102,15 @@ impl Moto {
 
     /// Injects a fault; returns its id.
     pub fn fault(&self, fault: &Fault) -> String {
+        let code = (!fault.code.is_empty()).then_some(fault.code.as_str());
         let body = json!({
             "action": fault.action,
             "match": fault.matches.iter().map(|(k, v)| (k.clone(), Value::from(v.clone()))).collect::<serde_json::Map<_, _>>(),
-            "code": fault.code,
+            "code": code,
             "message": format!("{} (injected by the flotilla test harness)", fault.code),
             "status": fault.status,
             "times": fault.times,
+            "delay_ms": fault.delay_ms,
         });
         let (status, out) = self
             .request("POST", "/_fault", Some(&body.to_string()))
@@ -116,6 +131,34 @@ impl Moto {
 
     /// How often the fault with `id` has fired.
     pub fn fault_hits(&self, id: &str) -> u64 {
+        self.fault_field(id, "hits")
+    }
+
+    /// How many answers the delay fault with `id` holds right now.
+    pub fn fault_held(&self, id: &str) -> u64 {
+        self.fault_field(id, "held")
+    }
+
+    /// The most answers the delay fault with `id` held at once: how many matching calls the
+    /// client had in flight together.
+    pub fn fault_max_held(&self, id: &str) -> u64 {
+        self.fault_field(id, "max_held")
+    }
+
+    /// Waits (up to `timeout`) until the delay fault with `id` holds an answer, that is until
+    /// moto has carried out a matching call whose caller is still waiting. Panics on timeout.
+    pub fn wait_held(&self, id: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.fault_held(id) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no call matching fault {id} was held within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn fault_field(&self, id: &str, field: &str) -> u64 {
         let (_, out) = self
             .request("GET", "/_fault", None)
             .unwrap_or_else(|e| panic!("GET /_fault: {e}"));
@@ -125,12 +168,13 @@ impl Moto {
             .into_iter()
             .flatten()
             .find(|f| f["id"] == id)
-            .and_then(|f| f["hits"].as_u64())
+            .and_then(|f| f[field].as_u64())
             .unwrap_or(0)
     }
 
     /// The `action` calls moto saw with a parameter equal to `value`, each a JSON object with
-    /// `action`, `service`, `region` and `params`.
+    /// `action`, `service`, `region`, `params`, `t` (arrival, seconds on the harness's
+    /// monotonic clock) and, when an injected fault answered it, `error` (the code).
     pub fn calls(&self, action: &str, value: &str) -> Vec<Value> {
         let path = format!("/_calls?action={}&value={}", encode(action), encode(value));
         let (status, out) = self

@@ -1,31 +1,19 @@
 //! `flotilla apply`, `plan` and `destroy` end to end: the real binary, the real executor and
 //! the AWS provider against moto, checked by reading moto back with the SDK.
 //!
-//! Each test works in its own directory with a state file it writes first, so it knows its
-//! lineage (the `flotilla:lineage` tag on everything the apply makes), scopes its faults to
-//! it, and runs in parallel with the others on one moto. A tiny catalog (`--catalog`) of
-//! instance types moto knows keeps plans small and the cheapest offer known.
+//! Each test works in its own directory with a state file it writes first
+//! (`flotilla_tests::workdir`), so it knows its lineage (the `flotilla:lineage` tag on
+//! everything the apply makes), scopes its faults to it, and runs in parallel with the others
+//! on one moto. A tiny catalog (`--catalog`) of instance types moto knows keeps plans small
+//! and the cheapest offer known.
 //!
 //! The binary is found beside the test executable (see `flotilla_tests::bin`): `cargo test
 //! --workspace` and `scripts/test` build it.
 
-use aws_sdk_ec2::types::{Filter, Instance, Volume};
 use flotilla_tests::moto::{Fault, Moto};
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output};
-
-const REGION: &str = "us-east-1";
-
-/// On-demand A10G: g5.xlarge ($1.006) then g5.2xlarge ($1.212); spot L4: g6.xlarge.
-const CATALOG: &str = "\
-provider,instance_type,region,zone,gpu_vendor,gpu_name,gpu_count,gpu_memory_gib,vcpus,memory_gib,spot,price_per_hour_usd
-aws,g5.xlarge,us-east-1,,nvidia,A10G,1,24,4,16,false,1.006
-aws,g5.2xlarge,us-east-1,,nvidia,A10G,1,24,8,32,false,1.212
-aws,g5.xlarge,us-east-1,,nvidia,A10G,1,24,4,16,true,0.4512
-aws,g6.xlarge,us-east-1,,nvidia,L4,1,24,4,16,false,0.8048
-aws,g6.xlarge,us-east-1,,nvidia,L4,1,24,4,16,true,0.3502
-";
+use flotilla_tests::workdir::{
+    REGION, Workdir, instances, leftovers, load_balancers, tag, text, volumes,
+};
 
 /// A training fleet with one volume per node behind a gateway, and a spot batch node.
 const FLEET: &str = r#"
@@ -77,173 +65,6 @@ fleet "solo" {
   }
 }
 "#;
-
-/// A working directory with fleet files, the catalog and a state file of a known lineage.
-struct Workdir {
-    dir: tempfile::TempDir,
-    lineage: String,
-}
-
-impl Workdir {
-    fn new(fleet: &str) -> Workdir {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let lineage = uuid::Uuid::new_v4().to_string();
-        std::fs::write(dir.path().join("main.hcl"), fleet).expect("write main.hcl");
-        std::fs::write(dir.path().join("catalog.csv"), CATALOG).expect("write catalog");
-        let state = serde_json::json!({
-            "format_version": 1,
-            "flotilla_version": "0.1.0",
-            "lineage": lineage,
-            "serial": 0,
-            "resources": [],
-            "outputs": {}
-        });
-        std::fs::write(
-            dir.path().join("flotilla.state.json"),
-            serde_json::to_string_pretty(&state).expect("json"),
-        )
-        .expect("write state");
-        Workdir { dir, lineage }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Runs `flotilla ARGS -C DIR --catalog DIR/catalog.csv`.
-    fn flotilla(&self, args: &[&str]) -> Output {
-        let catalog = self.path().join("catalog.csv");
-        let out = Command::new(flotilla_tests::bin::flotilla())
-            .args(args)
-            .arg("-C")
-            .arg(self.path())
-            .arg("--catalog")
-            .arg(&catalog)
-            .env("NO_COLOR", "1")
-            .env_remove("FLOTILLA_FAKE_PROVIDER_DIR")
-            .output()
-            .expect("run flotilla");
-        eprintln!(
-            "$ flotilla {}\n--- exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn state(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.path().join("flotilla.state.json")).expect("state");
-        serde_json::from_str(&text).expect("state JSON")
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn tag(tags: &[aws_sdk_ec2::types::Tag], key: &str) -> Option<String> {
-    tags.iter()
-        .find(|t| t.key() == Some(key))
-        .and_then(|t| t.value().map(str::to_string))
-}
-
-/// Live instances tagged with `lineage`, by their address tag.
-async fn instances(moto: &Moto, lineage: &str) -> BTreeMap<String, Instance> {
-    let out = moto
-        .ec2(REGION)
-        .await
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:flotilla:lineage")
-                .values(lineage)
-                .build(),
-        )
-        .filters(
-            Filter::builder()
-                .name("instance-state-name")
-                .values("pending")
-                .values("running")
-                .values("stopping")
-                .values("stopped")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeInstances");
-    let mut by_address = BTreeMap::new();
-    for i in out.reservations().iter().flat_map(|r| r.instances()) {
-        let address = tag(i.tags(), "flotilla:address").expect("address tag");
-        assert!(
-            by_address.insert(address.clone(), i.clone()).is_none(),
-            "two live instances for {address}"
-        );
-    }
-    by_address
-}
-
-/// Volumes tagged with `lineage` (any state but deleted), by their address tag.
-async fn volumes(moto: &Moto, lineage: &str) -> BTreeMap<String, Volume> {
-    let out = moto
-        .ec2(REGION)
-        .await
-        .describe_volumes()
-        .filters(
-            Filter::builder()
-                .name("tag:flotilla:lineage")
-                .values(lineage)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("DescribeVolumes");
-    out.volumes()
-        .iter()
-        // Root disks carry the node's tags too; the fleet's volumes are the `volume.` ones.
-        .filter_map(|v| {
-            let address = tag(v.tags(), "flotilla:address")?;
-            address.starts_with("volume.").then(|| (address, v.clone()))
-        })
-        .collect()
-}
-
-/// Load balancers tagged with `lineage`: (arn, dns name).
-async fn load_balancers(moto: &Moto, lineage: &str) -> Vec<(String, String)> {
-    let elb = moto.elb(REGION).await;
-    let all = elb
-        .describe_load_balancers()
-        .send()
-        .await
-        .expect("DescribeLoadBalancers");
-    let mut mine = Vec::new();
-    for lb in all.load_balancers() {
-        let arn = lb.load_balancer_arn().unwrap_or_default();
-        let tags = elb
-            .describe_tags()
-            .resource_arns(arn)
-            .send()
-            .await
-            .expect("DescribeTags");
-        let ours = tags
-            .tag_descriptions()
-            .iter()
-            .flat_map(|d| d.tags())
-            .any(|t| t.key() == Some("flotilla:lineage") && t.value() == Some(lineage));
-        if ours {
-            mine.push((
-                arn.to_string(),
-                lb.dns_name().unwrap_or_default().to_string(),
-            ));
-        }
-    }
-    mine
-}
 
 #[tokio::test]
 async fn apply_makes_exactly_the_plan_then_destroy_leaves_nothing() {
@@ -345,19 +166,19 @@ async fn apply_makes_exactly_the_plan_then_destroy_leaves_nothing() {
         "a second plan has changes:\n{}",
         text(&out)
     );
+    // flotilla's own attaches are not drift.
+    assert!(
+        !text(&out).contains("outside flotilla"),
+        "a second plan reports drift:\n{}",
+        text(&out)
+    );
 
-    // Destroy leaves nothing tagged with this lineage.
+    // Destroy leaves nothing tagged with this lineage: no instance, volume (root disks
+    // included), load balancer, target group or placement group.
     let out = w.flotilla(&["destroy", "-y"]);
     assert!(out.status.success(), "destroy failed:\n{}", text(&out));
-    assert!(instances(&moto, &w.lineage).await.is_empty());
-    let left: Vec<String> = volumes(&moto, &w.lineage)
-        .await
-        .into_iter()
-        .filter(|(_, v)| v.state().is_none_or(|s| s.as_str() != "deleted"))
-        .map(|(a, _)| a)
-        .collect();
-    assert!(left.is_empty(), "volumes left: {left:?}");
-    assert!(load_balancers(&moto, &w.lineage).await.is_empty());
+    let left = leftovers(&moto, &w.lineage).await;
+    assert!(left.is_empty(), "left behind: {left:?}");
     assert_eq!(w.state()["resources"].as_array().map(Vec::len), Some(0));
 }
 
@@ -457,7 +278,7 @@ fleet "work" {{
     assert_eq!(vol.attachments()[0].instance_id(), old.instance_id());
 
     // Another GPU: the node is replaced; its volume is detached and follows it.
-    std::fs::write(w.path().join("main.hcl"), fleet("L4:1")).expect("write main.hcl");
+    w.write_fleet(&fleet("L4:1"));
     let out = w.flotilla(&["apply", "-y"]);
     assert!(out.status.success(), "apply failed:\n{}", text(&out));
     let after = instances(&moto, &w.lineage).await;

@@ -44,6 +44,7 @@ fn owner(lineage: &str, address: &str) -> Ownership {
     Ownership {
         lineage: lineage.to_string(),
         address: address.to_string(),
+        generation: 0,
     }
 }
 

@@ -23,7 +23,7 @@ use flotilla_core::config::Config;
 use flotilla_core::plan::graph::{Operation, Step};
 use flotilla_core::plan::{self, Action, Plan, PlanOptions, render};
 use flotilla_core::provider::Provider;
-use flotilla_core::state::{LockInfo, State, StateStore};
+use flotilla_core::state::{State, StateStore};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::plan::{load_catalog, load_config, read_plan_file, runtime, state_url};
+use super::plan::{load_catalog, load_config, read_plan_file, state_url};
 
 /// The exit code of an apply stopped by Ctrl-C, as shells report a SIGINT death.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -81,15 +81,27 @@ fn execute(
     let providers = build_providers(&config)?;
     let url = state_url(inputs, &config);
     let store: Arc<dyn StateStore> = Arc::from(flotilla_state::open(&url)?);
-    let rt = runtime()?;
-    let lock = LockInfo::new(operation);
-    rt.block_on(store.lock(&lock))?;
+    // Multi-threaded, so that the lock's heartbeat goes on while the prompt waits for "yes".
+    let rt = super::lock::runtime()?;
+    let lock = rt.block_on(super::lock::acquire(
+        store.as_ref(),
+        operation,
+        inputs.lock_timeout,
+    ))?;
+    let heartbeat = super::lock::Heartbeat::start(&rt, store.clone(), &lock);
     let result = (|| {
         let read = rt.block_on(store.read())?;
         let (mut state, version) = match read {
             Some((s, v)) => (s, Some(v)),
             None => (State::empty(), None),
         };
+        // Bare-metal hosts: probed facts, claims and host keys, for the plan and failover.
+        let config = super::hosts::probed_for_apply(
+            &config,
+            &state,
+            inputs.refresh,
+            saved.as_ref().map(|(_, p)| p),
+        )?;
         let plan = match saved {
             Some((path, plan)) => {
                 // A plan made before the first apply names the lineage it will create.
@@ -106,6 +118,8 @@ fn execute(
                         state.lineage
                     );
                 }
+                // What the plan's refresh found deleted is gone from the state it applies to.
+                plan::forget_gone(&mut state, &plan.drift);
                 plan
             }
             None => {
@@ -114,9 +128,16 @@ fn execute(
                     replace: inputs.replace.clone(),
                     destroy: inputs.destroy,
                 };
-                let plan = plan::plan(&config, &state, &catalog, &options)?;
+                // Apply carries out, and records, the plan made against the refreshed state.
+                let refreshed = super::plan::refresh(&config, state, inputs.refresh)?;
+                state = refreshed.state.clone();
+                let plan = plan::plan_refreshed(&config, &refreshed, &catalog, &options)?;
                 crate::printer::stdout(&render::text(&plan, color))?;
                 if !plan.has_changes() {
+                    // As Terraform does, a no-op apply still shows the outputs.
+                    if !plan.destroy {
+                        print_outputs(&state.outputs)?;
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
                 if !run.auto_approve && !confirm(operation)? {
@@ -141,8 +162,13 @@ fn execute(
             version,
             run,
         );
-        Ok(finish(&report, plan.destroy))
+        let code = finish(&report, plan.destroy);
+        if report.is_success() && !plan.destroy {
+            print_outputs(&report.state.outputs)?;
+        }
+        Ok(code)
     })();
+    drop(heartbeat);
     let unlocked = rt.block_on(store.unlock(&lock.id));
     let code = result?;
     unlocked?;
@@ -197,7 +223,17 @@ pub(crate) fn build_providers(
                 Some(aws) => Some(Arc::new(flotilla_provider_aws::AwsProvider::new(aws)?)),
                 None => None,
             },
-            ProviderKind::Gcp | ProviderKind::Azure | ProviderKind::Baremetal => None,
+            ProviderKind::Baremetal => config.providers.baremetal.as_ref().map(|b| {
+                let sink: flotilla_provider_baremetal::OutputSink =
+                    Arc::new(|line: &str| crate::printer::info(line));
+                Arc::new(flotilla_provider_baremetal::BaremetalProvider::new(b).with_output(sink))
+                    as Arc<dyn Provider>
+            }),
+            ProviderKind::Gcp => match &config.providers.gcp {
+                Some(gcp) => Some(Arc::new(flotilla_provider_gcp::GcpProvider::new(gcp)?)),
+                None => None,
+            },
+            ProviderKind::Azure => None,
         };
         if let Some(p) = provider {
             providers.insert(kind, p);
@@ -388,6 +424,34 @@ fn finish(report: &ApplyReport, destroy: bool) -> ExitCode {
         ExitCode::from(EXIT_INTERRUPTED)
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// `Outputs:` and one `name = value` line each, as Terraform ends an apply; nothing when the
+/// configuration has no `output` block.
+fn print_outputs(outputs: &BTreeMap<String, serde_json::Value>) -> anyhow::Result<()> {
+    if outputs.is_empty() {
+        return Ok(());
+    }
+    let mut out = String::from("\nOutputs:\n\n");
+    for (name, value) in outputs {
+        out.push_str(&format!("{name} = {}\n", output_literal(value)));
+    }
+    crate::printer::stdout(&out)
+}
+
+/// A value as HCL writes it: `"a"`, `["a", "b"]`, `null`.
+fn output_literal(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(output_literal)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
     }
 }
 

@@ -3,12 +3,17 @@
 use crate::args::{Cli, Command};
 use std::process::ExitCode;
 
+pub(crate) use lock::parse_duration;
+
 mod apply;
 mod fmt;
 mod graph;
+mod hosts;
+mod lock;
 mod offers;
 mod plan;
 mod show;
+mod state;
 mod validate;
 
 /// Runs the parsed command line.
@@ -23,5 +28,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Graph(args) => graph::run(&args),
         Command::Apply(args) => apply::run(&args, color),
         Command::Destroy(args) => apply::run_destroy(&args, color),
+        Command::State(args) => state::run(&args),
+        Command::ForceUnlock(args) => lock::run_force_unlock(&args),
     }
 }

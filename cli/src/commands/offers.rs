@@ -4,22 +4,42 @@
 //! would get (and what it would cost) before writing it down. Flags take the fleet files'
 //! grammar, and their errors name the flag. A query that matches nothing is an answer, not a
 //! failure: it exits 0 and says which constraint emptied the list.
+//!
+//! `--refresh` first fetches live AWS offers (instance shapes and spot prices, for the regions
+//! of `--region` or of the fleet files here) into the offers cache, which `plan`, `apply` and
+//! `offers` then merge over the embedded snapshot (see [`cached_catalog`]). The cache is
+//! replaced in one atomic rename only after every region answered, so a failed refresh leaves
+//! the previous cache exactly as it was.
 
 use crate::args::{OffersArgs, OffersFormat, SpotPolicyArg};
 use anyhow::{Context as _, bail};
 use comfy_table::{Attribute, Cell, CellAlignment, Color, ContentArrangement, Table};
-use flotilla_core::catalog::{Catalog, Offer, ProviderKind, Query, SpotPolicy, format_price};
+use flotilla_core::catalog::{
+    CacheHeader, Catalog, EMBEDDED_SNAPSHOT_DATE, Offer, ProviderKind, Query, SpotPolicy,
+    cache_source, cache_text, format_price, merge_cache, read_cache, rfc3339,
+};
 use flotilla_core::spec::{self, Memory, SpecError};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 pub(crate) fn run(args: &OffersArgs, color: bool) -> anyhow::Result<ExitCode> {
     let query = build_query(args)?;
+    if args.refresh {
+        refresh(args)?;
+    }
     let catalog = super::plan::load_catalog(args.catalog.as_deref())?;
 
+    // The fleet files' bare-metal hosts here, on their probed facts, rank first.
+    let hosts = super::hosts::offers_here();
     // One lazy pass: keep the first `limit` (the cheapest), count the rest.
     let mut shown: Vec<&Offer> = Vec::new();
     let mut total = 0usize;
-    for offer in catalog.query(&query) {
+    for offer in hosts
+        .iter()
+        .filter(|o| query.matches(o))
+        .chain(catalog.query(&query))
+    {
         if shown.len() < args.limit {
             shown.push(offer);
         }
@@ -233,4 +253,231 @@ fn offer_json(o: &Offer) -> serde_json::Value {
         "spot": o.spot,
         "price_per_hour": o.price_per_hour,
     })
+}
+
+/// `$XDG_CACHE_HOME/flotilla`, else `$HOME/.cache/flotilla`; `None` when neither is set.
+pub(crate) fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    // The XDG spec ignores a relative XDG_CACHE_HOME.
+    if let Some(xdg) = var("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Some(xdg.join("flotilla"));
+    }
+    var("HOME").map(|home| home.join(".cache").join("flotilla"))
+}
+
+/// The cache file of one provider's offers: `DIR/aws.csv`.
+fn cache_file(dir: &Path, provider: ProviderKind) -> PathBuf {
+    dir.join(format!("{provider}.csv"))
+}
+
+/// The embedded snapshot with the offers cache merged over it, described as the cache and its
+/// age; the snapshot alone when there is no cache. A cache that cannot be read is an error
+/// naming it: pricing a plan with half a cache, or silently without it, would change which
+/// offers the plan picks without anyone noticing.
+pub(crate) fn cached_catalog() -> anyhow::Result<Catalog> {
+    let embedded = Catalog::embedded();
+    let Some(dir) = cache_dir() else {
+        return Ok(embedded);
+    };
+    let mut caches = Vec::new();
+    let mut paths = Vec::new();
+    for provider in ProviderKind::ALL {
+        let path = cache_file(&dir, provider);
+        let text = match fs_err::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unusable_cache(&path, e.into())),
+        };
+        let origin = path.display().to_string();
+        let (header, offers) =
+            read_cache(&text, &origin).map_err(|e| unusable_cache(&path, e.into()))?;
+        if header.provider != provider {
+            return Err(unusable_cache(
+                &path,
+                anyhow::anyhow!("it holds {} offers, not {provider}", header.provider),
+            ));
+        }
+        caches.push((header, offers));
+        paths.push(origin);
+    }
+    if caches.is_empty() {
+        return Ok(embedded);
+    }
+    let offers = merge_cache(embedded.offers(), &caches);
+    let info = cache_source(&caches, &paths, offers.len(), SystemTime::now());
+    Ok(Catalog::from_offers(offers, info.label()).with_source_info(info))
+}
+
+fn unusable_cache(path: &Path, cause: anyhow::Error) -> anyhow::Error {
+    cause.context(format!(
+        "the offers cache `{}` cannot be used; run `flotilla offers --refresh` to rebuild it, \
+         or delete it to price with the embedded snapshot",
+        path.display()
+    ))
+}
+
+/// `--refresh`: fetch live AWS offers for the regions asked for and replace the AWS cache.
+fn refresh(args: &OffersArgs) -> anyhow::Result<()> {
+    if !args.providers.is_empty() && !args.providers.iter().any(|p| p.eq_ignore_ascii_case("aws")) {
+        bail!(
+            "--refresh fetches live offers from AWS only (GCP and Azure are priced by the \
+             embedded snapshot); add --provider aws, or leave out --provider"
+        );
+    }
+    let (aws, regions) = refresh_targets(args)?;
+    let Some(dir) = cache_dir() else {
+        bail!(
+            "--refresh: no cache directory; set XDG_CACHE_HOME or HOME to where the offers \
+             cache may be written"
+        );
+    };
+    let path = cache_file(&dir, ProviderKind::Aws);
+    let provider = flotilla_provider_aws::AwsProvider::new(&aws)?;
+    let embedded = Catalog::embedded();
+    crate::printer::info(&format!(
+        "Refreshing AWS offers in {}: instance types and spot prices from EC2; on-demand \
+         prices from the embedded snapshot of {EMBEDDED_SNAPSHOT_DATE} (the AWS Price List \
+         API is not queried).",
+        plural(regions.len(), "region", "regions")
+    ));
+    let fetched_at = SystemTime::now();
+    let fetched = super::plan::runtime()?
+        .block_on(flotilla_provider_aws::fetch_offers(
+            &provider,
+            &regions,
+            &embedded,
+            |r| crate::printer::info(&region_line(r)),
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nhint: check the AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, the \
+                 provider block's `profile`) and that region {} exists and is enabled for the \
+                 account; the offers cache was left as it was",
+                e.region
+            )
+        })?;
+
+    let endpoint = aws.endpoint.clone().or_else(|| {
+        std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|e| !e.is_empty())
+    });
+    let header = CacheHeader {
+        provider: ProviderKind::Aws,
+        regions: regions.clone(),
+        fetched_at: rfc3339(fetched_at),
+        source: format!(
+            "EC2 DescribeInstanceTypes and DescribeSpotPriceHistory{}; on-demand prices from \
+             the embedded snapshot of {EMBEDDED_SNAPSHOT_DATE}",
+            endpoint.map(|e| format!(" at {e}")).unwrap_or_default()
+        ),
+    };
+    write_atomically(&dir, &path, &cache_text(&header, &fetched.offers))?;
+    let types: usize = fetched.regions.iter().map(|r| r.instance_types).sum();
+    let spot: usize = fetched.regions.iter().map(|r| r.spot_prices).sum();
+    crate::printer::info(&format!(
+        "Refreshed {} and {} in {}: wrote {} to {}.",
+        plural(types, "instance type", "instance types"),
+        plural(spot, "spot price", "spot prices"),
+        plural(regions.len(), "region", "regions"),
+        plural(fetched.offers.len(), "offer", "offers"),
+        path.display()
+    ));
+    Ok(())
+}
+
+/// The AWS provider settings and regions to refresh: `--region`s, else the fleet files' `provider
+/// "aws" { regions }` in this directory.
+fn refresh_targets(
+    args: &OffersArgs,
+) -> anyhow::Result<(flotilla_core::config::AwsProvider, Vec<String>)> {
+    let has_fleet_files = fs_err::read_dir(".")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "hcl"))
+        })
+        .unwrap_or(false);
+    let aws = if has_fleet_files {
+        let config_args = crate::args::ConfigArgs {
+            dir: PathBuf::from("."),
+            files: Vec::new(),
+            vars: Vec::new(),
+            var_files: Vec::new(),
+        };
+        match super::plan::load_config(&config_args) {
+            Ok(config) => config.providers.aws,
+            // With --region the fleet files are only a source of settings (profile,
+            // endpoint): do not let an unrelated mistake in them block a refresh.
+            Err(e) if !args.regions.is_empty() => {
+                crate::printer::info(&format!(
+                    "warning: ignoring the fleet files here, which do not load ({e}); run \
+                     `flotilla validate` to see why"
+                ));
+                None
+            }
+            Err(e) => {
+                return Err(e.context("--refresh reads the AWS regions from the fleet files here"));
+            }
+        }
+    } else {
+        None
+    };
+    let regions = if !args.regions.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let mut regions = args.regions.clone();
+        regions.retain(|r| seen.insert(r.clone()));
+        regions
+    } else {
+        match &aws {
+            Some(block) if !block.regions.is_empty() => block.regions.clone(),
+            _ => bail!(
+                "--refresh: which AWS regions? Pass --region R (repeatable), or run it in a \
+                 directory whose fleet files declare provider \"aws\" {{ regions = [...] }}"
+            ),
+        }
+    };
+    Ok((aws.unwrap_or_default(), regions))
+}
+
+/// `  us-east-1: 57 GPU instance types, 342 spot prices, 40 on-demand prices (17 types
+/// without one: spot only)`.
+fn region_line(r: &flotilla_provider_aws::RegionOffers) -> String {
+    let mut line = format!(
+        "  {}: {}, {}, {}",
+        r.region,
+        plural(r.instance_types, "GPU instance type", "GPU instance types"),
+        plural(r.spot_prices, "spot price", "spot prices"),
+        plural(r.on_demand, "on-demand price", "on-demand prices"),
+    );
+    if r.without_on_demand > 0 {
+        line.push_str(&format!(
+            " ({} not in the snapshot here: spot only)",
+            plural(r.without_on_demand, "type", "types")
+        ));
+    }
+    line
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// Writes `text` to `path` through a temporary file in `dir` and a rename, so a reader sees the
+/// old cache or the new one, never half of either.
+fn write_atomically(dir: &Path, path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    fs_err::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write the offers cache in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write the offers cache in {}", dir.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot replace the offers cache {}", path.display()))?;
+    Ok(())
 }

@@ -5,9 +5,18 @@ use anyhow::Context as _;
 use flotilla_core::catalog::Catalog;
 use flotilla_core::config::{self, Config};
 use flotilla_core::plan::{self, Plan, PlanOptions, render};
-use flotilla_core::state::{LockInfo, State, StateStore};
+use flotilla_core::state::{State, StateStore};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+// The refresh step (see `refresh`).
+use flotilla_core::apply::fake::{self, FakeProvider};
+use flotilla_core::catalog::ProviderKind;
+use flotilla_core::plan::Refreshed;
+use flotilla_core::provider::{Observed, Provider, ProviderError};
+use flotilla_core::state::Resource;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The state file used when neither `--state` nor `state { url }` names one.
 pub(crate) const DEFAULT_STATE_FILE: &str = "flotilla.state.json";
@@ -50,13 +59,16 @@ pub(crate) fn make_plan(inputs: &PlanInputs, operation: &str) -> anyhow::Result<
     let catalog = load_catalog(inputs.catalog.as_deref())?;
     let url = state_url(inputs, &config);
     let store = flotilla_state::open(&url)?;
-    let state = read_state(store.as_ref(), operation)?;
+    let state = read_state(store.as_ref(), operation, inputs.lock_timeout)?;
+    // Bare-metal hosts: probed facts, claims and host keys (see `hosts`).
+    let config = super::hosts::probed(&config, &state, inputs.refresh)?;
     let options = PlanOptions {
         targets: inputs.targets.clone(),
         replace: inputs.replace.clone(),
         destroy: inputs.destroy,
     };
-    let plan = plan::plan(&config, &state, &catalog, &options)?;
+    let refreshed = refresh(&config, state, inputs.refresh)?;
+    let plan = plan::plan_refreshed(&config, &refreshed, &catalog, &options)?;
     Ok(MadePlan { plan, config })
 }
 
@@ -65,11 +77,12 @@ pub(crate) fn load_config(args: &crate::args::ConfigArgs) -> anyhow::Result<Conf
     Ok(config::load(&super::validate::load_options(args)?)?)
 }
 
-/// `--catalog FILE`, else the embedded snapshot.
+/// `--catalog FILE`, else the offers cache of `flotilla offers --refresh` merged over the
+/// embedded snapshot, else the embedded snapshot.
 pub(crate) fn load_catalog(path: Option<&Path>) -> anyhow::Result<Catalog> {
     match path {
         Some(p) => Ok(Catalog::from_path(p)?),
-        None => Ok(Catalog::embedded()),
+        None => super::offers::cached_catalog(),
     }
 }
 
@@ -95,12 +108,16 @@ fn join_dir(dir: &Path, p: &Path) -> String {
     }
 }
 
-/// Reads the state under the lock (a missing state is empty), then releases the lock.
-pub(crate) fn read_state(store: &dyn StateStore, operation: &str) -> anyhow::Result<State> {
+/// Reads the state under the lock (a missing state is empty), then releases the lock; waits
+/// up to `lock_timeout` for another holder.
+pub(crate) fn read_state(
+    store: &dyn StateStore,
+    operation: &str,
+    lock_timeout: std::time::Duration,
+) -> anyhow::Result<State> {
     let rt = runtime()?;
     rt.block_on(async {
-        let info = LockInfo::new(operation);
-        store.lock(&info).await?;
+        let info = super::lock::acquire(store, operation, lock_timeout).await?;
         let read = store.read().await;
         let unlocked = store.unlock(&info.id).await;
         let state = read?.map(|(s, _)| s).unwrap_or_else(State::empty);
@@ -147,4 +164,80 @@ pub(crate) fn read_plan_file(path: &Path) -> anyhow::Result<Plan> {
         );
     }
     Ok(plan)
+}
+
+/// The refresh step of a plan (`--refresh`, on by default): asks each provider the state
+/// holds resources of, in one batched [`Provider::refresh`] per provider, what exists now,
+/// and folds the answers into the state ([`plan::refresh`]). A provider is only built when
+/// the state holds something of it, so a plan against an empty state makes no network call.
+/// A provider this build cannot talk to yet leaves its resources as the state records them.
+pub(crate) fn refresh(config: &Config, state: State, enabled: bool) -> anyhow::Result<Refreshed> {
+    if !enabled || state.resources.is_empty() {
+        return Ok(Refreshed::unrefreshed(state));
+    }
+    let mut by_kind: BTreeMap<ProviderKind, Vec<Resource>> = BTreeMap::new();
+    for r in &state.resources {
+        by_kind.entry(r.provider).or_default().push(r.clone());
+    }
+    let rt = runtime()?;
+    let mut observed: BTreeMap<String, Observed> = BTreeMap::new();
+    for (kind, resources) in by_kind {
+        let Some(provider) = refresh_provider(config, kind)? else {
+            continue;
+        };
+        let answers = rt
+            .block_on(provider.refresh(&resources))
+            .map_err(|e| refresh_failed(kind, &e))?;
+        if answers.len() != resources.len() {
+            anyhow::bail!(
+                "refreshing `{kind}` failed: it answered for {} of {} resources; plan with --refresh=false to use the state as recorded",
+                answers.len(),
+                resources.len()
+            );
+        }
+        for (r, answer) in resources.iter().zip(answers) {
+            observed.insert(r.address.clone(), answer);
+        }
+    }
+    Ok(plan::refresh(&state, &observed))
+}
+
+fn refresh_failed(kind: ProviderKind, e: &ProviderError) -> anyhow::Error {
+    let chain = match kind {
+        ProviderKind::Aws => "AWS profiles and environment",
+        ProviderKind::Gcp => "Google application default credentials",
+        ProviderKind::Azure => "Azure CLI or environment",
+        ProviderKind::Baremetal => "ssh-agent and ~/.ssh/config",
+    };
+    anyhow::anyhow!(
+        "refreshing `{kind}` failed: {e}; check its credentials ({chain}) and endpoint, or plan with --refresh=false to use the state as recorded"
+    )
+}
+
+/// The provider that refreshes `kind`'s resources: the test fake when
+/// `FLOTILLA_FAKE_PROVIDER_DIR` is set (as apply uses), else the real one where this build has
+/// it. `None`: no implementation yet, nothing to ask.
+fn refresh_provider(
+    config: &Config,
+    kind: ProviderKind,
+) -> anyhow::Result<Option<Arc<dyn Provider>>> {
+    if let Some(dir) = std::env::var_os(fake::DIR_ENV) {
+        let dir = PathBuf::from(dir);
+        let fake = FakeProvider::in_dir(kind, &dir)
+            .with_context(|| format!("cannot use the fake provider directory {}", dir.display()))?;
+        return Ok(Some(Arc::new(fake)));
+    }
+    Ok(match kind {
+        // A state may outlive its provider block: refresh through the default chain then.
+        ProviderKind::Aws => {
+            let aws = config.providers.aws.clone().unwrap_or_default();
+            Some(Arc::new(flotilla_provider_aws::AwsProvider::new(&aws)?))
+        }
+        // GCP needs the block's project; without one the state is used as recorded.
+        ProviderKind::Gcp => match &config.providers.gcp {
+            Some(gcp) => Some(Arc::new(flotilla_provider_gcp::GcpProvider::new(gcp)?)),
+            None => None,
+        },
+        ProviderKind::Azure | ProviderKind::Baremetal => None,
+    })
 }

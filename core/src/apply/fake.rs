@@ -508,6 +508,19 @@ impl Provider for FakeProvider {
             self.change(instance, |r| {
                 r.attributes
                     .insert("tags".to_string(), tags_value(&request.tags));
+                // What a node adopted after a crash before its attach is missing.
+                if !request.volumes.is_empty() {
+                    r.attributes.insert(
+                        "volumes".to_string(),
+                        Value::from(
+                            request
+                                .volumes
+                                .iter()
+                                .map(|v| v.provider_id.clone())
+                                .collect::<Vec<_>>(),
+                        ),
+                    );
+                }
             })
         })
     }
@@ -781,8 +794,9 @@ impl MemoryStore {
             .map(|(json, v)| (parse(json), v.clone()))
     }
 
-    /// After the `n`th accepted write, another writer writes too (its serial one higher),
-    /// so that the next conditional write conflicts.
+    /// After the `n`th accepted write, another writer writes too (its serial one higher, and
+    /// every resource of that write removed, as by `flotilla state rm`), so that the next
+    /// conditional write conflicts on addresses this writer changed.
     pub fn interfere_after(&self, n: usize) {
         lock(&self.inner).interfere_after = Some(n);
     }
@@ -799,7 +813,7 @@ impl StateStore for MemoryStore {
             if let Some(holder) = &m.lock {
                 return Err(StateError::Locked {
                     url: self.url(),
-                    holder: holder.clone(),
+                    holder: Box::new(holder.clone()),
                 });
             }
             m.lock = Some(info.clone());
@@ -854,6 +868,7 @@ impl StateStore for MemoryStore {
             if m.interfere_after == Some(m.writes.len()) {
                 let mut other = state.clone();
                 other.serial += 1;
+                other.resources.clear();
                 m.counter += 1;
                 let v = StoredVersion(format!("{}:{}:other", other.serial, m.counter));
                 m.doc = Some((other.to_json(), v));

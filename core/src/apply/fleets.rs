@@ -25,10 +25,12 @@ pub struct FleetSpec {
     pub disk_gib: u64,
 }
 
-/// The failover source: every fleet of the configuration, by name.
+/// The failover source: every fleet of the configuration, by name; and the configuration's
+/// `output` blocks, which the apply evaluates into `state.outputs` at its end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fleets {
     by_name: BTreeMap<String, FleetSpec>,
+    outputs: BTreeMap<String, crate::config::OutputValue>,
 }
 
 impl Fleets {
@@ -54,7 +56,17 @@ impl Fleets {
                 disk_gib: disk.mib().div_ceil(1024),
             });
         }
+        fleets.outputs = config
+            .outputs
+            .iter()
+            .map(|(name, o)| (name.clone(), o.value.clone()))
+            .collect();
         fleets
+    }
+
+    /// The `output` blocks, by name.
+    pub fn outputs(&self) -> &BTreeMap<String, crate::config::OutputValue> {
+        &self.outputs
     }
 
     /// Adds or replaces a fleet.

@@ -26,6 +26,9 @@
 //!   tag-filtered list call, cheap next to a create, so it is always done. An apply of a state
 //!   that has no document yet writes the (empty) state first, so that the lineage the tags
 //!   carry is the one the next apply reads.
+//! - **Outputs.** At the end, the configuration's `output` blocks are evaluated against the
+//!   state the apply leaves and written to `state.outputs` (one more write, only when they
+//!   changed), so that `flotilla apply` can print them.
 //! - **Cancellation.** [`CancelToken`] stops scheduling; operations in flight finish and are
 //!   recorded, and the report says it was cancelled.
 //!
@@ -57,6 +60,7 @@ pub mod fake;
 mod fleets;
 mod limits;
 mod ops;
+mod outputs;
 mod recorder;
 mod retry;
 #[cfg(test)]
@@ -336,10 +340,12 @@ pub fn offer_label(o: &Offer) -> String {
     s
 }
 
-/// The ownership a resource of this apply carries.
-fn ownership(lineage: &str, address: &str) -> Ownership {
+/// The ownership a resource of this apply carries; `generation` from
+/// [`State::generation`] at the time of the operation.
+fn ownership(lineage: &str, address: &str, generation: u64) -> Ownership {
     Ownership {
         lineage: lineage.to_string(),
         address: address.to_string(),
+        generation,
     }
 }

@@ -13,6 +13,7 @@ use super::{OpError, ownership};
 use crate::catalog::{Offer, ProviderKind};
 use crate::plan::Change;
 use crate::plan::graph::{Operation, Step};
+use crate::provider::Ownership;
 use crate::provider::{
     FailureKind, GatewayRequest, InstanceRequest, Provider, ProviderError, VolumeRequest,
 };
@@ -107,6 +108,13 @@ fn after<'a>(change: &'a Change, op: &Operation) -> Result<&'a Attrs, OpError> {
         .ok_or_else(|| inconsistent(op, "the plan holds no attributes for it"))
 }
 
+/// The ownership of the resource at `address`, in the generation the state is at now: a
+/// resource destroyed earlier in this apply (a replace) has already raised it.
+fn owner(shared: &Shared, address: &str) -> Ownership {
+    let generation = shared.recorder.with_state(|s| s.generation(address));
+    ownership(&shared.lineage, address, generation)
+}
+
 fn state_resource(shared: &Shared, address: &str) -> Option<Resource> {
     shared.recorder.with_state(|s| s.get(address).cloned())
 }
@@ -118,7 +126,7 @@ async fn find(
     p: &dyn Provider,
     region: &str,
 ) -> Result<Option<Resource>, OpError> {
-    let owner = ownership(&shared.lineage, &op.address);
+    let owner = owner(shared, &op.address);
     retrying(&shared.options.retry, &shared.events, op, || {
         p.find(op.kind, region, &owner)
     })
@@ -208,7 +216,7 @@ async fn create_instance(
     }
     let mut offer = first.offer;
     let mut searched: Vec<RegionKey> = Vec::new();
-    let owner = ownership(&shared.lineage, &op.address);
+    let owner = owner(shared, &op.address);
     loop {
         let key: RegionKey = (offer.provider, offer.region.clone());
         slot = shared.limits.move_slot(slot, key.clone()).await;
@@ -219,6 +227,27 @@ async fn create_instance(
             searched.push(key.clone());
             if let Some(found) = find(shared, op, p.as_ref(), &offer.region).await? {
                 let taken = resolve_offer(spec, &found).unwrap_or_else(|| offer.clone());
+                // The earlier apply may have died between the launch and the attach: the
+                // provider attaches what is missing in place (see `update_instance`).
+                let found = if volumes.is_empty() {
+                    found
+                } else {
+                    let request = InstanceRequest {
+                        owner: owner.clone(),
+                        offer: taken.clone(),
+                        zone: (!found.zone.is_empty()).then(|| found.zone.clone()),
+                        disk_gib: spec.disk_gib,
+                        tags: spec.tags.clone(),
+                        placement_group: None,
+                        volumes: volumes.clone(),
+                        attempt: 0,
+                    };
+                    retrying(&shared.options.retry, &shared.events, op, || {
+                        p.update_instance(&found, &request)
+                    })
+                    .await
+                    .map_err(OpError::Provider)?
+                };
                 let r = finish_instance(found, op, change, spec, &taken);
                 lock(&shared.failover).learned_zone(spec, &taken, &r.zone);
                 let done = Done {
@@ -370,7 +399,7 @@ fn finish_instance(
 fn volume_request(shared: &Shared, op: &Operation, after: &Attrs) -> VolumeRequest {
     let zone = string(after, "zone");
     VolumeRequest {
-        owner: ownership(&shared.lineage, &op.address),
+        owner: owner(shared, &op.address),
         region: string(after, "region"),
         zone: (!zone.is_empty()).then_some(zone),
         size_gib: after
@@ -457,7 +486,7 @@ fn gateway_request(
     }
     let domain = string(after, "domain");
     Ok(GatewayRequest {
-        owner: ownership(&shared.lineage, &op.address),
+        owner: owner(shared, &op.address),
         region: string(after, "region"),
         domain: (!domain.is_empty()).then_some(domain),
         port: after
@@ -530,7 +559,7 @@ async fn update(
                 .clone()
                 .ok_or_else(|| inconsistent(op, "the state holds no offer for it"))?;
             let request = InstanceRequest {
-                owner: ownership(&shared.lineage, &op.address),
+                owner: owner(shared, &op.address),
                 offer: offer.clone(),
                 zone: (!existing.zone.is_empty()).then(|| existing.zone.clone()),
                 disk_gib: spec.disk_gib,

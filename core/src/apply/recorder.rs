@@ -9,6 +9,7 @@
 
 use super::cancel::CancelToken;
 use crate::state::{Resource, State, StateError, StateStore, StoredVersion};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,7 +79,10 @@ fn apply_mutation(s: &mut State, m: &Mutation) {
             Some(slot) => *slot = (**r).clone(),
             None => s.resources.push((**r).clone()),
         },
-        Mutation::Remove(address) => s.resources.retain(|x| x.address != *address),
+        // `forget` counts the removal, so the next create at the address gets a new token.
+        Mutation::Remove(address) => {
+            s.forget(address);
+        }
     }
 }
 
@@ -92,6 +96,10 @@ async fn write_loop(
     // The writer keeps its own copy, so that a write needs no snapshot of the shared state
     // (a clone of every resource) and the operations can read the shared one meanwhile.
     let mut own = lock(&state).clone();
+    // The state as last stored by this apply, and every address it changed: what a lost
+    // compare-and-swap compares the newer state with.
+    let mut written = own.clone();
+    let mut mine: BTreeSet<String> = BTreeSet::new();
     let mut failed: Option<(StateError, String)> = None;
     while let Some(first) = rx.recv().await {
         // Operations that finish together arrive within a moment of each other: let them
@@ -112,20 +120,29 @@ async fn write_loop(
                 own.serial += 1;
             }
         }
+        for (m, _) in &batch {
+            mine.insert(mutation_address(m).to_string());
+        }
         let result = match &failed {
             Some((_, why)) => Err(why.clone()),
-            None => match store.write(&own, version.as_ref()).await {
-                Ok(v) => {
-                    version = Some(v);
-                    Ok(())
+            None => {
+                match write_or_merge(&*store, &mut own, &written, &mine, &batch, &version).await {
+                    Ok((v, merged)) => {
+                        if merged {
+                            *lock(&state) = own.clone();
+                        }
+                        version = Some(v);
+                        written = own.clone();
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let why = e.to_string();
+                        failed = Some((e, why.clone()));
+                        halt.cancel();
+                        Err(why)
+                    }
                 }
-                Err(e) => {
-                    let why = e.to_string();
-                    failed = Some((e, why.clone()));
-                    halt.cancel();
-                    Err(why)
-                }
-            },
+            }
         };
         for (_, ack) in batch {
             let _ = ack.send(result.clone());
@@ -139,5 +156,229 @@ async fn write_loop(
         version,
         error: failed.map(|(e, _)| e),
         state,
+    }
+}
+
+/// The address a mutation changes.
+fn mutation_address(m: &Mutation) -> &str {
+    match m {
+        Mutation::Put(r) => &r.address,
+        Mutation::Remove(address) => address,
+    }
+}
+
+/// How often a write that lost the compare-and-swap re-reads and merges before giving up: each
+/// round means yet another writer got in between, which only a busy state sees.
+const MERGE_ROUNDS: usize = 5;
+
+/// Writes `own` conditionally on `version`. When another writer got in first, re-reads: if
+/// the newer state left every address this apply changed (`mine`) as this apply last wrote it
+/// (`written`), the `batch` is applied to the newer state, `own` becomes that, and it is
+/// written conditionally on the newer version (`true` in the answer: merged). Otherwise fails
+/// with [`StateError::ConflictingChanges`] naming the addresses, and writes nothing.
+async fn write_or_merge(
+    store: &dyn StateStore,
+    own: &mut State,
+    written: &State,
+    mine: &BTreeSet<String>,
+    batch: &[(Mutation, Ack)],
+    version: &Option<StoredVersion>,
+) -> Result<(StoredVersion, bool), StateError> {
+    let mut err = match store.write(own, version.as_ref()).await {
+        Ok(v) => return Ok((v, false)),
+        Err(e @ StateError::Conflict { .. }) => e,
+        Err(e) => return Err(e),
+    };
+    for _ in 0..MERGE_ROUNDS {
+        let Some((newer, newer_version)) = store.read().await? else {
+            // The state was deleted under this apply: nothing to merge into.
+            return Err(err);
+        };
+        let mut clashes: Vec<String> = if newer.lineage == written.lineage {
+            mine.iter()
+                .filter(|a| newer.get(a) != written.get(a))
+                .cloned()
+                .collect()
+        } else {
+            mine.iter().cloned().collect()
+        };
+        if newer.outputs != written.outputs && own.outputs != written.outputs {
+            clashes.push("outputs".to_string());
+        }
+        if !clashes.is_empty() {
+            clashes.sort_by(|a, b| crate::state::address_cmp(a, b));
+            return Err(StateError::ConflictingChanges {
+                url: store.url(),
+                addresses: clashes,
+            });
+        }
+        let mut merged = newer.clone();
+        for (m, _) in batch {
+            apply_mutation(&mut merged, m);
+        }
+        if own.outputs != written.outputs {
+            merged.outputs = own.outputs.clone();
+        }
+        merged.serial = newer.serial + 1;
+        merged
+            .resources
+            .sort_by(|a, b| crate::state::address_cmp(&a.address, &b.address));
+        match store.write(&merged, Some(&newer_version)).await {
+            Ok(v) => {
+                *own = merged;
+                return Ok((v, true));
+            }
+            Err(e @ StateError::Conflict { .. }) => err = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The lost compare-and-swap: merged when the other writer left this apply's addresses
+    //! alone, refused naming them when it did not.
+
+    use super::*;
+    use crate::apply::fake::MemoryStore;
+    use crate::catalog::ProviderKind;
+    use crate::state::{BoxFuture, LockInfo, ResourceKind};
+
+    fn resource(address: &str, id: &str) -> Resource {
+        Resource {
+            address: address.to_string(),
+            kind: ResourceKind::Instance,
+            provider: ProviderKind::Aws,
+            provider_id: id.to_string(),
+            region: "us-east-1".to_string(),
+            zone: String::new(),
+            offer: None,
+            attributes: Default::default(),
+            dependencies: vec![],
+        }
+    }
+
+    /// A store where another writer changes the state right after this writer's `after`th
+    /// write, with `change`.
+    struct Interfering {
+        inner: MemoryStore,
+        after: usize,
+        change: fn(&mut State),
+    }
+
+    impl StateStore for Interfering {
+        fn url(&self) -> String {
+            self.inner.url()
+        }
+        fn lock<'a>(&'a self, info: &'a LockInfo) -> BoxFuture<'a, Result<(), StateError>> {
+            self.inner.lock(info)
+        }
+        fn unlock<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
+            self.inner.unlock(id)
+        }
+        fn force_unlock<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StateError>> {
+            self.inner.force_unlock(id)
+        }
+        fn read(&self) -> BoxFuture<'_, Result<Option<(State, StoredVersion)>, StateError>> {
+            self.inner.read()
+        }
+        fn write<'a>(
+            &'a self,
+            state: &'a State,
+            expected: Option<&'a StoredVersion>,
+        ) -> BoxFuture<'a, Result<StoredVersion, StateError>> {
+            Box::pin(async move {
+                let v = self.inner.write(state, expected).await?;
+                if self.inner.writes().len() == self.after {
+                    let mut other = state.clone();
+                    other.serial += 1;
+                    (self.change)(&mut other);
+                    self.inner.write(&other, Some(&v)).await?;
+                }
+                Ok(v)
+            })
+        }
+    }
+
+    /// Base state `fleet.a[0]`; this writer records `fleet.a[1]`, then (after the other
+    /// writer's `change`) `fleet.a[2]`.
+    async fn run(change: fn(&mut State)) -> (Result<(), String>, Written, State, StoredVersion) {
+        let mut base = State::empty();
+        base.serial = 3;
+        base.resources.push(resource("fleet.a[0]", "i-0"));
+        let (inner, version) = MemoryStore::with_state(&base);
+        let store = Arc::new(Interfering {
+            inner,
+            after: 1,
+            change,
+        });
+        let (recorder, writer) =
+            Recorder::start(store.clone(), base, Some(version), CancelToken::new());
+        recorder
+            .record(Mutation::Put(Box::new(resource("fleet.a[1]", "i-1"))))
+            .await
+            .unwrap();
+        let second = recorder
+            .record(Mutation::Put(Box::new(resource("fleet.a[2]", "i-2"))))
+            .await;
+        drop(recorder);
+        let written = writer.await.unwrap();
+        let (stored, version) = store.inner.current().unwrap();
+        (second, written, stored, version)
+    }
+
+    fn addresses(s: &State) -> Vec<&str> {
+        s.resources.iter().map(|r| r.address.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_merges_when_the_other_writer_touched_other_addresses() {
+        let (second, written, stored, version) = run(|s| {
+            s.resources.push(resource("fleet.b[0]", "i-b"));
+            s.outputs.insert("theirs".to_string(), serde_json::json!(1));
+        })
+        .await;
+        second.unwrap();
+        assert!(written.error.is_none());
+        let mut got = addresses(&stored);
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            ["fleet.a[0]", "fleet.a[1]", "fleet.a[2]", "fleet.b[0]"]
+        );
+        assert!(
+            stored.outputs.contains_key("theirs"),
+            "their output is kept"
+        );
+        // 3 (base) -> 4 (ours) -> 5 (theirs) -> 6 (merged).
+        assert_eq!(stored.serial, 6);
+        assert_eq!(written.state, stored);
+        assert_eq!(
+            written.version,
+            Some(version),
+            "the merged write's version is kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_write_fails_naming_addresses_the_other_writer_changed() {
+        let (second, written, stored, _) = run(|s| {
+            s.resources.retain(|r| r.address != "fleet.a[1]");
+            s.resources.push(resource("fleet.a[2]", "i-theirs"));
+        })
+        .await;
+        let why = second.unwrap_err();
+        assert!(why.contains("fleet.a[1], fleet.a[2]"), "{why}");
+        match &written.error {
+            Some(StateError::ConflictingChanges { addresses, .. }) => {
+                assert_eq!(addresses, &["fleet.a[1]", "fleet.a[2]"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Nothing of theirs was overwritten.
+        assert_eq!(addresses(&stored), ["fleet.a[0]", "fleet.a[2]"]);
+        assert_eq!(stored.get("fleet.a[2]").unwrap().provider_id, "i-theirs");
+        assert_eq!(stored.serial, 5);
     }
 }

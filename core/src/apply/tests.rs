@@ -632,7 +632,8 @@ async fn a_conflicting_write_stops_the_apply() {
         .await;
     assert!(!report.is_success());
     match &report.error {
-        Some(ApplyError::State(StateError::Conflict { .. })) => {}
+        // The other writer removed what this apply had recorded: no merge, a loud failure.
+        Some(ApplyError::State(StateError::ConflictingChanges { .. })) => {}
         other => panic!("{other:?}"),
     }
     // The node whose write conflicted (and one already running then) was made but is not
@@ -686,6 +687,7 @@ async fn what_an_interrupted_apply_made_is_adopted_not_duplicated() {
     let owner = Ownership {
         lineage: run.state.lineage.clone(),
         address: "fleet.a[0]".to_string(),
+        generation: 0,
     };
     run.aws.insert(
         Resource {
@@ -718,6 +720,76 @@ async fn what_an_interrupted_apply_made_is_adopted_not_duplicated() {
             .calls()
             .iter()
             .any(|c| c.method == "create_instance" && c.address == "fleet.a[0]")
+    );
+    let (again, _) = run.plan(&hcl, &PlanOptions::default());
+    assert!(!again.has_changes(), "{:#?}", again.changes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_adopted_after_a_crash_before_its_attach_gets_its_volumes() {
+    let mut run = Run::new();
+    let hcl = format!(
+        r#"{PROVIDERS}
+volume "data" {{ size = "100GB" }}
+fleet "w" {{
+  nodes     = 1
+  providers = ["aws"]
+  regions   = ["us-east-1"]
+  resources {{ gpu = "L4:1" }}
+  volumes   = [volume.data]
+}}
+"#
+    );
+    // The volume was made and recorded; then the node was launched and the apply died
+    // before attaching the volume and recording the node.
+    let only_volume = PlanOptions {
+        targets: vec!["volume.data[0]".to_string()],
+        ..PlanOptions::default()
+    };
+    let report = run.apply_with(&hcl, &only_volume, EventSink::none()).await;
+    assert!(report.is_success());
+    let volume = run.state.get("volume.data[0]").expect("volume").clone();
+    let offer = catalog()
+        .offers()
+        .iter()
+        .find(|o| o.instance_type == "g6.xlarge" && o.region == "us-east-1")
+        .unwrap()
+        .clone();
+    let owner = Ownership {
+        lineage: run.state.lineage.clone(),
+        address: "fleet.w[0]".to_string(),
+        generation: 0,
+    };
+    run.aws.insert(
+        Resource {
+            address: "fleet.w[0]".to_string(),
+            kind: ResourceKind::Instance,
+            provider: ProviderKind::Aws,
+            provider_id: "i-unattached".to_string(),
+            region: "us-east-1".to_string(),
+            zone: volume.zone.clone(),
+            offer: Some(offer),
+            attributes: BTreeMap::new(),
+            dependencies: Vec::new(),
+        },
+        &owner,
+    );
+
+    let report = run.apply(&hcl).await;
+    assert!(report.is_success());
+    assert_eq!(run.aws.owned(&owner.lineage, "fleet.w[0]"), 1);
+    let node = run.state.get("fleet.w[0]").expect("node");
+    assert_eq!(node.provider_id, "i-unattached");
+    let record = run
+        .aws
+        .resources()
+        .into_iter()
+        .find(|r| r.provider_id == "i-unattached")
+        .expect("the adopted node");
+    assert_eq!(
+        record.attributes.get("volumes"),
+        Some(&serde_json::json!([volume.provider_id])),
+        "the adopted node has its volume attached"
     );
     let (again, _) = run.plan(&hcl, &PlanOptions::default());
     assert!(!again.has_changes(), "{:#?}", again.changes);

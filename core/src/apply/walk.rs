@@ -126,6 +126,8 @@ pub(super) async fn run(plan: &Plan, ctx: ApplyContext) -> ApplyReport {
         .collect();
     let failover = Failover::new(&state, planned_hosts);
     let lineage = state.lineage.clone();
+    let output_store = store.clone();
+    let outputs = fleets.outputs().clone();
     let (recorder, writer) = Recorder::start(store, state, version, halt.clone());
     let shared = Arc::new(Shared {
         providers,
@@ -217,12 +219,29 @@ pub(super) async fn run(plan: &Plan, ctx: ApplyContext) -> ApplyReport {
     state
         .resources
         .sort_by(|a, b| crate::state::address_cmp(&a.address, &b.address));
+    let mut version = written.version;
+    let mut error = written.error;
+    if error.is_none() {
+        let values = super::outputs::evaluate(&outputs, &state);
+        if values != state.outputs {
+            let mut next = state.clone();
+            next.outputs = values;
+            next.serial += 1;
+            match output_store.write(&next, version.as_ref()).await {
+                Ok(v) => {
+                    version = Some(v);
+                    state = next;
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+    }
     ApplyReport {
         outcomes,
         state,
-        version: written.version,
+        version,
         cancelled: cancel.is_cancelled(),
-        error: written.error.map(ApplyError::State),
+        error: error.map(ApplyError::State),
     }
 }
 

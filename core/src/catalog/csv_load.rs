@@ -4,6 +4,7 @@
 //! so a team can hand-edit or generate its own catalog. A catalog is data a person may have
 //! typed, so every bad row is reported with its line, its column and the value that is wrong,
 //! never silently skipped: a skipped row would quietly change which offer a plan picks.
+//! Lines starting with `#` are comments (the offers cache keeps its header on its first line).
 
 use super::{CSV_HEADER, Offer, ProviderKind};
 use crate::spec::{GpuVendor, Memory};
@@ -55,6 +56,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Vec<Offer>, CatalogError
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .trim(csv::Trim::All)
+        // `#` lines are comments: the offers cache keeps its header on one (`source`).
+        .comment(Some(b'#'))
         .from_reader(text.as_bytes());
     let columns: Vec<&str> = CSV_HEADER.split(',').collect();
     let mut records = reader.records();

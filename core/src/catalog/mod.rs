@@ -7,7 +7,9 @@
 //! the same on every machine. An index by GPU name lets a GPU query skip every other chip.
 //!
 //! The embedded snapshot is `fixtures/catalog/offers.csv`, compiled into the binary so that a
-//! plan needs no network; `--catalog FILE` (same columns) replaces it.
+//! plan needs no network; `--catalog FILE` (same columns) replaces it, and the offers cache of
+//! `flotilla offers --refresh` is merged over it (`source`). Each catalog carries a
+//! [`CatalogSource`] so that a plan can say which catalog priced it and how old it is.
 
 use crate::spec::{GpuVendor, Memory, Resources};
 use serde::{Deserialize, Serialize};
@@ -15,11 +17,16 @@ use std::fmt;
 
 mod csv_load;
 mod query;
+mod source;
 #[cfg(test)]
 mod tests;
 
 pub use csv_load::CatalogError;
 pub use query::{Query, format_price};
+pub use source::{
+    CACHE_HEADER_PREFIX, CacheHeader, CatalogSource, EMBEDDED_SNAPSHOT_DATE, SourceKind,
+    age_seconds, age_text, cache_source, cache_text, csv_row, merge_cache, read_cache, rfc3339,
+};
 
 /// The CSV header every catalog file carries, in this order.
 pub const CSV_HEADER: &str = "provider,instance_type,region,zone,gpu_vendor,gpu_name,gpu_count,gpu_memory_gib,vcpus,memory_gib,spot,price_per_hour_usd";
@@ -180,6 +187,8 @@ pub struct Catalog {
     hot: Vec<query::Hot>,
     /// Where the offers came from, for plans and `offers` output.
     source: String,
+    /// The same, as data: kind, path, age.
+    info: CatalogSource,
 }
 
 impl Catalog {
@@ -194,18 +203,37 @@ impl Catalog {
                 .push(i as u32);
         }
         let hot = offers.iter().map(query::Hot::of).collect();
+        let source = source.into();
+        let info = CatalogSource::file(source.clone(), offers.len());
         Catalog {
             offers,
             by_gpu,
             hot,
-            source: source.into(),
+            source,
+            info,
         }
+    }
+
+    /// The same catalog, described by `info` (its offer count is this catalog's).
+    pub fn with_source_info(mut self, info: CatalogSource) -> Catalog {
+        self.info = CatalogSource {
+            offers: self.offers.len(),
+            ..info
+        };
+        self
+    }
+
+    /// Where the offers came from, as data: snapshot, cache or file, path and age.
+    pub fn source_info(&self) -> &CatalogSource {
+        &self.info
     }
 
     /// The snapshot compiled into the binary.
     pub fn embedded() -> Catalog {
-        Catalog::from_csv(EMBEDDED_CSV, "embedded snapshot")
-            .expect("the embedded catalog is checked by a unit test")
+        let catalog = Catalog::from_csv(EMBEDDED_CSV, "embedded snapshot")
+            .expect("the embedded catalog is checked by a unit test");
+        let info = CatalogSource::embedded(catalog.len());
+        catalog.with_source_info(info)
     }
 
     /// Read a catalog file with [`CSV_HEADER`]'s columns; errors name the file, line and column.

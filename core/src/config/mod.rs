@@ -15,6 +15,8 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+#[cfg(test)]
+mod baremetal_tests;
 mod diagnostic;
 pub mod format;
 mod load;
@@ -138,6 +140,16 @@ pub struct GcpProvider {
     pub network: Option<String>,
     /// API endpoint override (a fake).
     pub endpoint: Option<String>,
+    /// Zones to use, in the order they are tried; empty is every zone of a region that offers
+    /// the machine type.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub zones: Vec<String>,
+    /// Subnetwork (name or URL); default the network's subnetwork in the region.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnetwork: Option<String>,
+    /// Service account email the instances run as; default none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// `provider "azure" { … }`.
@@ -175,6 +187,13 @@ pub struct Host {
     pub user: Option<String>,
     /// Private key path; default ssh-agent.
     pub identity_file: Option<String>,
+    /// `~/.ssh/config`-style jump host, `[user@]host[:port]`: the host is reached through an
+    /// SSH tunnel from it.
+    pub proxy_jump: Option<String>,
+    /// Labels put on the node that runs here (merged under the fleet's tags).
+    pub labels: BTreeMap<String, String>,
+    /// Shell commands run once, in order, after the host is claimed.
+    pub setup: Vec<String>,
     /// Amortised USD per hour; default 0.
     pub price: f64,
     /// Declared hardware: `gpu = "A100:80GB:8"` (one name, exact memory and count).
@@ -189,13 +208,19 @@ pub struct Host {
     pub vcpus: u32,
     /// `memory = "2TB"`.
     pub memory: Memory,
+    /// What probing the host found, filled in by the CLI before planning (never by the
+    /// fleet files, and not part of [`Config::digest`]): with facts, the host's offer uses
+    /// them instead of the declared hardware; an unavailable host is no offer at all.
+    #[serde(skip)]
+    pub probe: HostProbe,
 }
 
 impl Host {
     /// The host as an offer of quantity one: provider `baremetal`, region `onprem`, no zone,
-    /// instance type the host's name, at its `price`.
+    /// instance type the host's name, at its `price`. Probed facts, when there are any, win
+    /// over the declared hardware: they are what the machine really has.
     pub fn offer(&self) -> Offer {
-        Offer {
+        let mut offer = Offer {
             provider: ProviderKind::Baremetal,
             region: "onprem".to_string(),
             zone: String::new(),
@@ -208,8 +233,81 @@ impl Host {
             memory: self.memory,
             spot: false,
             price_per_hour: self.price,
+        };
+        if let Some(f) = &self.probe.facts {
+            offer.gpu_vendor = f.gpu_vendor;
+            offer.gpu_name.clone_from(&f.gpu_name);
+            offer.gpu_count = f.gpu_count;
+            offer.gpu_memory = f.gpu_memory;
+            offer.vcpus = f.vcpus;
+            offer.memory = f.memory;
         }
+        offer
     }
+}
+
+/// What the CLI learned about a host before planning: plain data the planner reads (core
+/// does no SSH); the provider crate fills it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostProbe {
+    /// Whether the host may take a node.
+    pub availability: HostAvailability,
+    /// Hardware facts read from the host, when it was reached.
+    pub facts: Option<HostFacts>,
+}
+
+/// Whether a host may take a node of this state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum HostAvailability {
+    /// Not probed (`--refresh=false`, or a tool that does no SSH): offered on its declared
+    /// hardware.
+    #[default]
+    Unknown,
+    /// Reached, free or claimed by this state.
+    Available,
+    /// Not reached; the reason, for the plan.
+    Unreachable(String),
+    /// Claimed by another state.
+    ClaimedBy {
+        /// The other state's lineage.
+        lineage: String,
+        /// The address of the node it runs there.
+        address: String,
+    },
+}
+
+impl HostAvailability {
+    /// Whether the planner may put a node on the host.
+    pub fn is_offer(&self) -> bool {
+        matches!(
+            self,
+            HostAvailability::Unknown | HostAvailability::Available
+        )
+    }
+}
+
+/// A host's hardware as probed (`uname -m`, `nproc`, `/proc/meminfo`, `df /`, `nvidia-smi`,
+/// `amd-smi`/`rocm-smi`), with GPU names and memory mapped onto the catalog's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct HostFacts {
+    /// `x86_64`, `aarch64`.
+    pub arch: String,
+    /// Online CPUs.
+    pub vcpus: u32,
+    /// Total memory.
+    pub memory: Memory,
+    /// Free space on the root file system.
+    pub disk_free: Memory,
+    /// GPU vendor; `None` without GPUs.
+    pub gpu_vendor: Option<GpuVendor>,
+    /// Catalog GPU name (`A100`), empty without GPUs.
+    pub gpu_name: String,
+    /// GPUs.
+    pub gpu_count: u32,
+    /// Nominal memory per GPU (`80GB` for a card that reports 81559 MiB).
+    pub gpu_memory: Memory,
+    /// The GPU driver's version, when the tool reports one.
+    pub driver: String,
 }
 
 /// How a fleet's nodes are spread.
@@ -358,12 +456,19 @@ pub fn load_sources(
 }
 
 impl Config {
-    /// Every declared bare-metal host as an offer of quantity one, in declaration order.
+    /// Every declared bare-metal host that may take a node (not found unreachable or claimed
+    /// by another state) as an offer of quantity one, in declaration order.
     pub fn host_offers(&self) -> Vec<Offer> {
         self.providers
             .baremetal
             .as_ref()
-            .map(|b| b.hosts.iter().map(Host::offer).collect())
+            .map(|b| {
+                b.hosts
+                    .iter()
+                    .filter(|h| h.probe.availability.is_offer())
+                    .map(Host::offer)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -203,12 +203,14 @@ pub(super) fn plan(
             serial: state.serial,
         },
         config_digest: config.digest(),
-        catalog: format!("{} ({} offers)", catalog.source(), catalog.len()),
+        catalog: catalog.source_info().describe(),
+        catalog_source: catalog.source_info().clone(),
         changes,
         offers,
         summary,
         cost,
         destroy: options.destroy,
+        drift: Vec::new(),
     };
     super::graph::build(&plan)?;
     Ok(plan)
@@ -574,9 +576,17 @@ fn resource_attrs(r: &Resource) -> Attrs {
 }
 
 fn node_change(fleet: &Fleet, n: &NodePlan<'_>, before: Option<&Resource>) -> Change {
-    let after = instance_attrs(n.placed.offer, &n.placed.zone);
+    let mut after = instance_attrs(n.placed.offer, &n.placed.zone);
     let mut forces = n.forces.clone();
-    let before_attrs = before.map(resource_attrs);
+    let mut before_attrs = before.map(resource_attrs);
+    // An in-place update changes only the tags: show them, old and new, so the reviewer
+    // sees what is put back.
+    if n.action == Action::Update
+        && let (Some(b), Some(r)) = (&mut before_attrs, before)
+    {
+        b.insert("tags".into(), json!(tags_of(r)));
+        after.insert("tags".into(), json!(fleet.tags));
+    }
     if n.action == Action::Replace
         && let Some(b) = &before_attrs
     {

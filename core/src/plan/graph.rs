@@ -8,7 +8,8 @@
 //!   on (an instance after its volumes, a gateway after its targets);
 //! - a destroy comes before the destroys of what it depended on (a gateway before its targets,
 //!   an instance before its volumes);
-//! - a replace's destroy comes before its create.
+//! - a replace's destroy comes before its create;
+//! - a gateway update that drops a target comes before that target's destroy.
 //!
 //! A cycle is reported with the full cycle, so the user can see which references form it.
 
@@ -116,6 +117,29 @@ pub fn build(plan: &Plan) -> Result<OperationGraph, PlanError> {
             }
             if let (Some(&a), Some(&b)) = (down.get(c.address.as_str()), down.get(dep.as_str())) {
                 graph.add_edge(a, b, ());
+            }
+        }
+    }
+    // A gateway update that drops targets deregisters them before they are destroyed: a
+    // load balancer refuses to deregister an instance that is already gone.
+    for c in &plan.changes {
+        if c.action != Action::Update || c.kind != ResourceKind::Gateway {
+            continue;
+        }
+        let Some(&update) = up.get(c.address.as_str()) else {
+            continue;
+        };
+        let old_targets = c
+            .before
+            .as_ref()
+            .and_then(|b| b.get("targets"))
+            .and_then(serde_json::Value::as_array);
+        for target in old_targets.into_iter().flatten().filter_map(|t| t.as_str()) {
+            if c.depends_on.iter().any(|d| d == target) {
+                continue;
+            }
+            if let Some(&destroy) = down.get(target) {
+                graph.add_edge(update, destroy, ());
             }
         }
     }

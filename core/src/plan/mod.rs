@@ -9,6 +9,8 @@
 //! - `select`: which offer each node of a fleet gets (kept, cheapest, cluster group, hosts).
 //! - `diff`: desired resources versus state, producing the changes.
 //! - [`graph`]: the dependency DAG over the changes' operations (petgraph).
+//! - `drift`: refresh answers folded into the state planned against ([`refresh`]), and what
+//!   changed outside flotilla ([`Drift`]), which [`plan_refreshed`] records in the plan.
 //! - [`render`]: text, JSON and markdown.
 
 use crate::catalog::Offer;
@@ -17,6 +19,7 @@ use crate::state::{ResourceKind, State};
 use serde::{Deserialize, Serialize};
 
 mod diff;
+mod drift;
 pub mod graph;
 pub mod render;
 mod select;
@@ -25,6 +28,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use drift::{AttributeDrift, Drift, Refreshed, forget_gone, refresh};
 pub(crate) use select::Group;
 pub use select::fleet_candidates;
 
@@ -168,8 +172,13 @@ pub struct Plan {
     pub state: StateRef,
     /// [`Config::digest`] of the configuration it was made from.
     pub config_digest: String,
-    /// Which catalog priced it (`embedded snapshot`, a path).
+    /// Which catalog priced it and how old it is, in words: [`CatalogSource::describe`].
+    ///
+    /// [`CatalogSource::describe`]: crate::catalog::CatalogSource::describe
     pub catalog: String,
+    /// The same as data: snapshot, cache or file, its path, when it was fetched, its age.
+    #[serde(default)]
+    pub catalog_source: crate::catalog::CatalogSource,
     /// Every resource's change, no-ops included, in address order.
     pub changes: Vec<Change>,
     /// The offers table, one entry per fleet with nodes to place.
@@ -181,6 +190,10 @@ pub struct Plan {
     /// Whether this plan destroys everything (`--destroy`).
     #[serde(default)]
     pub destroy: bool,
+    /// What refresh found changed outside flotilla, in address order (rendered under
+    /// "Changed outside flotilla"). Empty when the plan was made without refresh.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<Drift>,
 }
 
 impl Plan {
@@ -228,6 +241,21 @@ pub enum PlanError {
     /// The dependency graph has a cycle.
     #[error("dependency cycle: {0}")]
     Cycle(String),
+}
+
+/// Makes the plan against a refreshed state ([`refresh`]) and records its drift: a resource
+/// deleted outside flotilla is created again (reason `deleted outside flotilla`), one whose
+/// compared attributes changed (tags, gateway targets) is updated in place and says so. Pure,
+/// like [`plan`].
+pub fn plan_refreshed(
+    config: &Config,
+    refreshed: &Refreshed,
+    catalog: &crate::catalog::Catalog,
+    options: &PlanOptions,
+) -> Result<Plan, PlanError> {
+    let mut plan = diff::plan(config, &refreshed.state, catalog, options)?;
+    drift::annotate(&mut plan, &refreshed.drift);
+    Ok(plan)
 }
 
 /// Makes the plan. Pure: no I/O, deterministic.

@@ -672,6 +672,27 @@ fn gateway_is_updated_in_place_when_its_targets_change() {
         .collect();
     let pos = |l: &str| order.iter().position(|x| x == l).unwrap();
     assert!(pos("create fleet.serve[2]") < pos("update gateway.api"));
+
+    // Scaling down: the gateway lets go of the node before the node is destroyed.
+    let p = run(
+        &with_providers(&GATEWAY.replace("nodes = 2", "nodes = 1")),
+        &st,
+        &PlanOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        change(&p, "gateway.api")
+            .reason
+            .contains("removes fleet.serve[1]")
+    );
+    let order: Vec<String> = graph::build(&p)
+        .unwrap()
+        .order()
+        .iter()
+        .map(|o| o.label())
+        .collect();
+    let pos = |l: &str| order.iter().position(|x| x == l).unwrap();
+    assert!(pos("update gateway.api") < pos("destroy fleet.serve[1]"));
 }
 
 #[test]
@@ -970,4 +991,229 @@ mod brute_force {
             }
         }
     }
+}
+
+// Refresh and drift: what changed outside flotilla is reported and corrected.
+
+const DRIFT_FLEET: &str = r#"
+provider "aws" { regions = ["us-east-1"] }
+volume "data" { size = "100GB" }
+fleet "web" {
+  nodes     = 2
+  providers = ["aws"]
+  resources { gpu = "L4:1" }
+  volumes   = [volume.data]
+  tags      = { team = "web" }
+}
+gateway "api" { targets = [fleet.web] }
+"#;
+
+/// The state an apply of `DRIFT_FLEET` leaves (instances with their fleet tags), and the
+/// config.
+fn drift_setup() -> (Config, State) {
+    let cfg = config(DRIFT_FLEET);
+    let first = plan(&cfg, &state(vec![]), &catalog(), &PlanOptions::default()).unwrap();
+    let mut st = testing::applied(&first, &cfg, &catalog());
+    for r in &mut st.resources {
+        if r.kind == ResourceKind::Instance {
+            r.attributes.insert("tags".into(), json!({ "team": "web" }));
+        }
+    }
+    let again = plan(&cfg, &st, &catalog(), &PlanOptions::default()).unwrap();
+    assert!(!again.has_changes(), "{again:#?}");
+    (cfg, st)
+}
+
+fn observed(entries: Vec<(&str, Observed)>) -> BTreeMap<String, Observed> {
+    entries
+        .into_iter()
+        .map(|(a, o)| (a.to_string(), o))
+        .collect()
+}
+
+fn exists_with(st: &State, address: &str, key: &str, value: serde_json::Value) -> Observed {
+    let mut r = st.get(address).unwrap().clone();
+    r.attributes.insert(key.to_string(), value);
+    Observed::Exists(r)
+}
+
+use crate::provider::Observed;
+
+#[test]
+fn an_instance_deleted_outside_is_reported_and_created_again() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(&st, &observed(vec![("fleet.web[1]", Observed::Gone)]));
+    // The refreshed state keeps lineage and serial (a saved plan's staleness check) and counts
+    // the lost node, so its replacement gets another idempotency token.
+    assert_eq!(refreshed.state.serial, st.serial);
+    assert_eq!(refreshed.state.lineage, st.lineage);
+    assert!(refreshed.state.get("fleet.web[1]").is_none());
+    assert_eq!(refreshed.state.generation("fleet.web[1]"), 1);
+    assert_eq!(refreshed.state.generation("fleet.web[0]"), 0);
+
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    assert_eq!(
+        p.drift,
+        vec![Drift {
+            address: "fleet.web[1]".into(),
+            kind: ResourceKind::Instance,
+            gone: true,
+            attributes: vec![],
+        }]
+    );
+    let node = change(&p, "fleet.web[1]");
+    assert_eq!(node.action, Action::Create);
+    assert_eq!(node.reason, "deleted outside flotilla");
+    assert!(node.before.is_none());
+    // Its volume stays where it is, and the node comes back next to it.
+    assert_eq!(change(&p, "volume.data[1]").action, Action::NoOp);
+    assert_eq!(
+        node.after.as_ref().unwrap()["zone"],
+        json!(st.get("volume.data[1]").unwrap().zone)
+    );
+    assert_eq!(change(&p, "fleet.web[0]").action, Action::NoOp);
+    // The gateway registers the new node.
+    let gw = change(&p, "gateway.api");
+    assert_eq!(gw.action, Action::Update);
+    assert!(
+        gw.reason.contains("re-registers replaced fleet.web[1]"),
+        "{}",
+        gw.reason
+    );
+    assert_eq!(p.summary.add, 1);
+    assert_eq!(p.summary.change, 1);
+    // The lost node no longer costs anything; the plan brings the cost back.
+    assert!(p.cost.delta_per_hour > 0.0);
+}
+
+#[test]
+fn a_volume_deleted_outside_is_created_again() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(&st, &observed(vec![("volume.data[0]", Observed::Gone)]));
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    let v = change(&p, "volume.data[0]");
+    assert_eq!(v.action, Action::Create);
+    assert_eq!(v.reason, "deleted outside flotilla");
+    assert_eq!(p.drift.len(), 1);
+    assert!(p.drift[0].gone);
+}
+
+#[test]
+fn tags_changed_outside_are_updated_in_place() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(
+        &st,
+        &observed(vec![
+            (
+                "fleet.web[0]",
+                exists_with(&st, "fleet.web[0]", "tags", json!({ "team": "ops" })),
+            ),
+            (
+                "fleet.web[1]",
+                Observed::Exists(st.get("fleet.web[1]").unwrap().clone()),
+            ),
+        ]),
+    );
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    assert_eq!(
+        p.drift,
+        vec![Drift {
+            address: "fleet.web[0]".into(),
+            kind: ResourceKind::Instance,
+            gone: false,
+            attributes: vec![AttributeDrift {
+                name: "tags".into(),
+                before: json!({ "team": "web" }),
+                after: json!({ "team": "ops" }),
+            }],
+        }]
+    );
+    let node = change(&p, "fleet.web[0]");
+    assert_eq!(node.action, Action::Update);
+    assert_eq!(node.reason, "tags changed outside flotilla");
+    // An unchanged answer is no drift and no change.
+    assert_eq!(change(&p, "fleet.web[1]").action, Action::NoOp);
+    assert_eq!(p.summary.change, 1);
+    assert_eq!(p.summary.add + p.summary.destroy, 0);
+}
+
+#[test]
+fn gateway_targets_changed_outside_are_updated_in_place() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(
+        &st,
+        &observed(vec![(
+            "gateway.api",
+            exists_with(&st, "gateway.api", "targets", json!(["fleet.web[0]"])),
+        )]),
+    );
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    assert_eq!(p.drift.len(), 1);
+    assert_eq!(p.drift[0].attributes[0].name, "targets");
+    assert_eq!(
+        p.drift[0].attributes[0].before,
+        json!(["fleet.web[0]", "fleet.web[1]"])
+    );
+    let gw = change(&p, "gateway.api");
+    assert_eq!(gw.action, Action::Update);
+    assert_eq!(
+        gw.reason,
+        "targets changed outside flotilla; targets changed: adds fleet.web[1]"
+    );
+    assert_eq!(p.summary.change, 1);
+}
+
+#[test]
+fn a_destroy_plan_skips_what_is_already_gone() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(&st, &observed(vec![("fleet.web[0]", Observed::Gone)]));
+    let options = PlanOptions {
+        destroy: true,
+        ..PlanOptions::default()
+    };
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &options).unwrap();
+    assert!(p.changes.iter().all(|c| c.address != "fleet.web[0]"));
+    assert_eq!(p.summary.destroy, st.resources.len() - 1);
+    assert_eq!(p.drift.len(), 1);
+}
+
+#[test]
+fn without_answers_nothing_drifts() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(&st, &BTreeMap::new());
+    assert_eq!(refreshed.state, st);
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    assert!(p.drift.is_empty());
+    assert!(!p.has_changes());
+    assert_eq!(
+        p,
+        plan(&cfg, &st, &catalog(), &PlanOptions::default()).unwrap()
+    );
+}
+
+#[test]
+fn a_saved_plan_forgets_what_its_refresh_found_gone() {
+    let (cfg, st) = drift_setup();
+    let refreshed = refresh(&st, &observed(vec![("fleet.web[1]", Observed::Gone)]));
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    // The plan file round-trips its drift.
+    let saved: Plan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(saved.drift, p.drift);
+    let mut stored = st.clone();
+    forget_gone(&mut stored, &saved.drift);
+    assert_eq!(stored, refreshed.state);
+}
+
+#[test]
+fn a_number_written_differently_is_no_drift() {
+    let (cfg, st) = drift_setup();
+    let size = st.get("volume.data[0]").unwrap().attributes["size_gib"]
+        .as_f64()
+        .unwrap();
+    // State wrote `100.0`; a provider answers `100`.
+    let answer = exists_with(&st, "volume.data[0]", "size_gib", json!(size as u64));
+    let refreshed = refresh(&st, &observed(vec![("volume.data[0]", answer)]));
+    assert!(refreshed.drift.is_empty(), "{:?}", refreshed.drift);
+    let p = plan_refreshed(&cfg, &refreshed, &catalog(), &PlanOptions::default()).unwrap();
+    assert!(!p.has_changes());
 }

@@ -454,14 +454,36 @@ async fn sync_targets(
             .map_err(from_sdk)?;
     }
     if !remove.is_empty() {
-        elb.deregister_targets()
-            .target_group_arn(tg_arn)
-            .set_targets(Some(remove))
-            .send()
-            .await
-            .map_err(from_sdk)?;
+        match deregister(elb, tg_arn, remove.clone()).await {
+            // A node terminated meanwhile (its destroy runs beside the gateway's update) is
+            // dropped from the group by ELB itself, and naming it fails the whole call: take
+            // the others out one by one; one already gone is what was wanted.
+            Err(e) if e.code == "InvalidTarget" => {
+                for target in remove {
+                    match deregister(elb, tg_arn, vec![target]).await {
+                        Err(e) if e.code != "InvalidTarget" => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+            r => r?,
+        }
     }
     Ok(want)
+}
+
+async fn deregister(
+    elb: &elbv2::Client,
+    tg_arn: &str,
+    targets: Vec<TargetDescription>,
+) -> Result<(), ProviderError> {
+    elb.deregister_targets()
+        .target_group_arn(tg_arn)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .map_err(from_sdk)?;
+    Ok(())
 }
 
 /// The TCP listener forwarding to the target group on `port`: made if missing, moved if on

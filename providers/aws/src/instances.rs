@@ -1,5 +1,7 @@
 //! EC2 instances: launch (image, market, tags, disk, placement), wait until running, attach
-//! volumes; retag in place; detach, terminate and wait until gone; find by ownership tags.
+//! volumes; retag in place (attaching what an interrupted apply did not); detach, terminate
+//! and wait until gone, then delete the fleet's placement group with its last node; find by
+//! ownership tags.
 
 use crate::error::{classify, from_sdk, other};
 use crate::{AwsProvider, tags, wait_for};
@@ -58,7 +60,7 @@ pub(crate) async fn create(
         })
         .or_else(|| (!offer.zone.is_empty()).then(|| offer.zone.clone()));
     if let Some(group) = &request.placement_group {
-        ensure_placement_group(p, region, group).await?;
+        ensure_placement_group(p, region, group, &request.owner).await?;
     }
 
     let all_tags = tags::all(&request.owner, &request.tags);
@@ -114,13 +116,10 @@ pub(crate) async fn create(
     if !p.config.security_groups.is_empty() {
         run = run.set_security_group_ids(Some(p.config.security_groups.clone()));
     }
-    // The token makes a retried call (a lost response, throttling) idempotent. EC2 remembers
-    // tokens: one that an earlier apply used for this address with other parameters (a
-    // replaced node of another type) is refused, and with the same parameters it answers the
-    // earlier, by now terminated, instance. Both get a fresh token; recovery after a crash
-    // does not depend on tokens anyway but on `find` by tags.
+    // The token makes a retried call (a lost response, throttling, a re-run after a crash)
+    // idempotent. It is new for every offer tried and every generation of the address (core's
+    // `Ownership::token`), so EC2 never answers it with an earlier, terminated instance.
     let token = request.owner.token(request.attempt);
-    let started = std::time::SystemTime::now();
     let out = match run
         .clone()
         .client_token(&token)
@@ -128,12 +127,20 @@ pub(crate) async fn create(
         .await
         .map_err(from_sdk)
     {
-        Err(e) if e.code == "IdempotentParameterMismatch" => run
-            .clone()
-            .client_token(fresh_token(&token))
-            .send()
-            .await
-            .map_err(from_sdk)?,
+        // The fleet's last node was deleted (and the group with it) after this process had
+        // made sure of the group: make it again.
+        Err(e) if e.code == "InvalidPlacementGroup.Unknown" => {
+            let Some(group) = &request.placement_group else {
+                return Err(e);
+            };
+            p.lock_groups().remove(&(region.to_string(), group.clone()));
+            ensure_placement_group(p, region, group, &request.owner).await?;
+            run.clone()
+                .client_token(&token)
+                .send()
+                .await
+                .map_err(from_sdk)?
+        }
         r => r?,
     };
     let launched = out.instances().first().cloned().ok_or_else(|| {
@@ -143,28 +150,7 @@ pub(crate) async fn create(
         )
     })?;
     let id = launched.instance_id().unwrap_or_default().to_string();
-    let instance = match wait_running(p, region, &id).await {
-        Err(_) if replayed(&launched, started) => {
-            let out = run
-                .client_token(fresh_token(&token))
-                .send()
-                .await
-                .map_err(from_sdk)?;
-            let id = out
-                .instances()
-                .first()
-                .and_then(Instance::instance_id)
-                .ok_or_else(|| {
-                    other(
-                        "InvalidResponse",
-                        "RunInstances answered without an instance id",
-                    )
-                })?
-                .to_string();
-            wait_running(p, region, &id).await?
-        }
-        r => r?,
-    };
+    let instance = wait_running(p, region, &id).await?;
     let id = instance.instance_id().unwrap_or_default().to_string();
     let devices = attach_volumes(p, region, &instance, &request.volumes).await?;
     let instance = describe(p, region, &id).await?.unwrap_or(instance);
@@ -193,7 +179,8 @@ pub(crate) async fn create(
     Ok(r)
 }
 
-/// Brings the node's fleet tags to `request.tags` (ownership tags untouched).
+/// Brings the node's fleet tags to `request.tags` (ownership tags untouched) and attaches
+/// those of `request.volumes` not attached to it yet.
 pub(crate) async fn update(
     p: &AwsProvider,
     instance: &Resource,
@@ -256,6 +243,16 @@ pub(crate) async fn update(
             .await
             .map_err(from_sdk)?;
     }
+    // A node adopted after a crash between its launch and the attach: attach what is missing
+    // (volumes already attached to it stay where they are).
+    let devices = attach_volumes(p, region, &current, &request.volumes).await?;
+    let current = if devices.is_empty() {
+        current
+    } else {
+        describe(p, region, &instance.provider_id)
+            .await?
+            .unwrap_or(current)
+    };
     let mut r = resource(
         &current,
         region,
@@ -268,6 +265,17 @@ pub(crate) async fn update(
         }
     }
     r.attributes.insert("tags".into(), tags::to_json(&want));
+    if !devices.is_empty() {
+        r.attributes.insert(
+            "volume_devices".into(),
+            Value::Object(
+                devices
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::from(v)))
+                    .collect(),
+            ),
+        );
+    }
     r.dependencies = instance.dependencies.clone();
     Ok(r)
 }
@@ -282,17 +290,16 @@ pub(crate) async fn delete(p: &AwsProvider, instance: &Resource) -> Result<(), P
         return Ok(());
     };
     if !is_live(&current) && state(&current) != Some(InstanceStateName::ShuttingDown) {
-        return Ok(());
+        return release_placement_group(p, region, &current).await;
     }
     detach_volumes(p, region, &current).await?;
     match ec2.terminate_instances().instance_ids(id).send().await {
         Ok(_) => {}
         Err(e) => {
             let e = from_sdk(e);
-            if e.kind == FailureKind::NotFound {
-                return Ok(());
+            if e.kind != FailureKind::NotFound {
+                return Err(e);
             }
-            return Err(e);
         }
     }
     wait_for(p, &format!("instance {id} to terminate"), || async {
@@ -302,7 +309,94 @@ pub(crate) async fn delete(p: &AwsProvider, instance: &Resource) -> Result<(), P
             Some(_) => None,
         })
     })
-    .await
+    .await?;
+    release_placement_group(p, region, &current).await
+}
+
+/// The fleet a node address belongs to: `fleet.train[3]` -> `fleet.train`.
+fn fleet_address(address: &str) -> &str {
+    address.split_once('[').map_or(address, |(fleet, _)| fleet)
+}
+
+/// Deletes the cluster placement group of a terminated node's fleet once no node of the fleet
+/// is left in it, so that a destroy leaves nothing behind. The group is found by its tags (the
+/// node's lineage, the fleet's address), as EC2 does not say which group an instance is in.
+/// Two nodes of a fleet terminated at once cannot both miss it: each looks only after its own
+/// node is terminated, so the later one sees none left.
+async fn release_placement_group(
+    p: &AwsProvider,
+    region: &str,
+    node: &Instance,
+) -> Result<(), ProviderError> {
+    let (Some(lineage), Some(address)) = (
+        tag_value(node.tags(), Ownership::LINEAGE_TAG),
+        tag_value(node.tags(), Ownership::ADDRESS_TAG),
+    ) else {
+        return Ok(());
+    };
+    let fleet = fleet_address(address);
+    let ec2 = p.clients.region(region).await.ec2;
+    let groups = ec2
+        .describe_placement_groups()
+        .set_filters(Some(tags::owner_filters_of(lineage, fleet)))
+        .send()
+        .await
+        .map_err(from_sdk)?;
+    let names: Vec<String> = groups
+        .placement_groups()
+        .iter()
+        .filter(|g| {
+            tag_value(g.tags(), Ownership::LINEAGE_TAG) == Some(lineage)
+                && tag_value(g.tags(), Ownership::ADDRESS_TAG) == Some(fleet)
+        })
+        .filter_map(|g| g.group_name().map(str::to_string))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let mut filters = tags::owner_filters_of(lineage, &format!("{fleet}[*"));
+    filters.push(tags::filter(
+        "instance-state-name",
+        LIVE_STATES.iter().copied().chain(["shutting-down"]),
+    ));
+    let mut pages = ec2
+        .describe_instances()
+        .set_filters(Some(filters))
+        .into_paginator()
+        .items()
+        .send();
+    while let Some(reservation) = pages.next().await {
+        let reservation = reservation.map_err(from_sdk)?;
+        let sibling = reservation.instances().iter().any(|i| {
+            i.instance_id() != node.instance_id()
+                && tag_value(i.tags(), Ownership::LINEAGE_TAG) == Some(lineage)
+                && tag_value(i.tags(), Ownership::ADDRESS_TAG)
+                    .is_some_and(|a| fleet_address(a) == fleet)
+        });
+        if sibling {
+            return Ok(());
+        }
+    }
+    for name in names {
+        p.lock_groups().remove(&(region.to_string(), name.clone()));
+        match ec2.delete_placement_group().group_name(&name).send().await {
+            Ok(_) => {}
+            Err(e) => {
+                let e = from_sdk(e);
+                // Gone already, or a node of the fleet launched into it meanwhile: keep it.
+                if e.kind != FailureKind::NotFound && e.code != "InvalidPlacementGroup.InUse" {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tag_value<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|t| t.key() == Some(key))
+        .and_then(|t| t.value())
 }
 
 /// The live instance tagged for `owner` in `region`, if any. A pending one is waited for, so
@@ -448,30 +542,6 @@ fn zone_of(i: &Instance) -> String {
         .and_then(|p| p.availability_zone())
         .unwrap_or_default()
         .to_string()
-}
-
-/// Whether RunInstances answered with an instance launched well before this call: EC2
-/// replaying an earlier request with the same token.
-fn replayed(launched: &Instance, started: std::time::SystemTime) -> bool {
-    let Some(at) = launched.launch_time() else {
-        return false;
-    };
-    let started = started
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    u64::try_from(at.secs()).is_ok_and(|at| at + 300 < started)
-}
-
-/// A token no earlier request used: `token` salted with the time and process.
-fn fresh_token(token: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let h = Sha256::digest(format!("{token}/{nanos}/{}", std::process::id()));
-    h.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 /// A spot max price as EC2 wants it: a plain decimal.
@@ -680,22 +750,32 @@ async fn architecture(p: &AwsProvider, region: &str, instance_type: &str) -> Str
     arch
 }
 
-/// Makes the cluster placement group unless it exists (one per fleet; kept afterwards, as it
-/// costs nothing and nodes of the fleet may still be launching into it).
+/// Makes the cluster placement group unless it exists (one per fleet), tagged with the
+/// lineage and the fleet's address (`fleet.train`), so that the deletion of the fleet's last
+/// node can find it and delete it too ([`release_placement_group`]).
 async fn ensure_placement_group(
     p: &AwsProvider,
     region: &str,
     name: &str,
+    owner: &Ownership,
 ) -> Result<(), ProviderError> {
     let key = (region.to_string(), name.to_string());
     if p.lock_groups().contains(&key) {
         return Ok(());
     }
     let ec2 = p.clients.region(region).await.ec2;
+    let group_tags = [
+        (Ownership::LINEAGE_TAG.to_string(), owner.lineage.clone()),
+        (
+            Ownership::ADDRESS_TAG.to_string(),
+            fleet_address(&owner.address).to_string(),
+        ),
+    ];
     match ec2
         .create_placement_group()
         .group_name(name)
         .strategy(aws_sdk_ec2::types::PlacementStrategy::Cluster)
+        .tag_specifications(tags::spec(ResourceType::PlacementGroup, &group_tags))
         .send()
         .await
     {

@@ -21,9 +21,13 @@
 //! - **Refresh is batched**: one `DescribeInstances` per region (per 200 instances, paginated),
 //!   the same for volumes, one `DescribeLoadBalancers` listing per region.
 //!
+//! - **Offers**: [`fetch_offers`] reads live GPU instance shapes and spot prices for
+//!   `flotilla offers --refresh` (on-demand prices stay the embedded snapshot's).
+//!
 //! Waiting (until running, attached, terminated) polls with [`AwsOptions::poll_interval`],
 //! tiny in tests, and gives up after [`AwsOptions::wait_timeout`].
 
+mod catalog;
 mod clients;
 pub mod error;
 mod gateways;
@@ -32,6 +36,7 @@ mod lookup;
 mod tags;
 mod volumes;
 
+pub use catalog::{FetchedOffers, RefreshError, RegionOffers, fetch_offers};
 use clients::Clients;
 use flotilla_core::catalog::ProviderKind;
 use flotilla_core::provider::{

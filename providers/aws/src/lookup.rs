@@ -196,6 +196,12 @@ fn volume(r: &Resource, v: &Volume, address_of: &HashMap<&str, &str>) -> Resourc
             now.attributes.remove("attached_to");
         }
     }
+    // The EC2 status of the attachment changes with every attach and detach that flotilla
+    // itself makes; what the plan compares is `attached_to`, so these are not reported as
+    // changes made outside flotilla.
+    for volatile in ["state", "attached_instance", "device"] {
+        now.attributes.remove(volatile);
+    }
     Resource {
         dependencies: r.dependencies.clone(),
         ..now

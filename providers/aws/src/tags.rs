@@ -50,6 +50,27 @@ pub(crate) fn owner_filters(owner: &Ownership) -> Vec<Filter> {
     ]
 }
 
+/// EC2 filters that select resources tagged with `lineage` and an address matching the EC2
+/// wildcard `address` (`*` kept as a wildcard, other pattern characters made safe); callers
+/// check the tags exactly.
+pub(crate) fn owner_filters_of(lineage: &str, address: &str) -> Vec<Filter> {
+    let address: String = address
+        .split('*')
+        .map(wildcard_safe)
+        .collect::<Vec<_>>()
+        .join("*");
+    vec![
+        filter(
+            &format!("tag:{}", Ownership::LINEAGE_TAG),
+            [wildcard_safe(lineage).as_str()],
+        ),
+        filter(
+            &format!("tag:{}", Ownership::ADDRESS_TAG),
+            [address.as_str()],
+        ),
+    ]
+}
+
 /// A filter value that matches `value` whatever the server makes of pattern characters: EC2
 /// reads `*` and `?` as wildcards, and moto also reads `[0]` as a character class (so
 /// `volume.ckpt[0]` would never match itself). Each such character becomes `?`, which matches
@@ -140,6 +161,7 @@ mod tests {
         Ownership {
             lineage: "0b7f4f8e-2d55-4f55-9d5f-0c1f3a1f0d2e".into(),
             address: address.into(),
+            generation: 0,
         }
     }
 
@@ -164,6 +186,7 @@ mod tests {
         let other = Ownership {
             lineage: "another".into(),
             address: "gateway.serve".into(),
+            generation: 0,
         };
         assert_ne!(elb_name(&owner("gateway.serve")), elb_name(&other));
     }

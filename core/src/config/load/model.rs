@@ -94,6 +94,7 @@ pub(super) fn build(top: &Top<'_>, cx: &mut Cx, config: &mut Config) {
     }
     for item in &top.gateways {
         if let Some(g) = gateway(item, cx, &ctx) {
+            gateway_not_on_baremetal(item, cx, &g, &config.fleets);
             config.gateways.insert(g.name.clone(), g);
         }
     }
@@ -228,7 +229,16 @@ fn providers(top: &Top<'_>, cx: &mut Cx) -> Providers {
                     src,
                     body,
                     &what,
-                    &["project", "regions", "image", "network", "endpoint"],
+                    &[
+                        "project",
+                        "regions",
+                        "zones",
+                        "image",
+                        "network",
+                        "subnetwork",
+                        "service_account",
+                        "endpoint",
+                    ],
                     &[],
                 );
                 if !attrs.contains_key("project") {
@@ -242,6 +252,9 @@ fn providers(top: &Top<'_>, cx: &mut Cx) -> Providers {
                     image: cx.string(src, &attrs, "image", &what),
                     network: cx.string(src, &attrs, "network", &what),
                     endpoint: cx.string(src, &attrs, "endpoint", &what),
+                    zones: cx.strings(src, &attrs, "zones", &what).unwrap_or_default(),
+                    subnetwork: cx.string(src, &attrs, "subnetwork", &what),
+                    service_account: cx.string(src, &attrs, "service_account", &what),
                 });
             }
             ProviderKind::Azure => {
@@ -284,11 +297,12 @@ fn providers(top: &Top<'_>, cx: &mut Cx) -> Providers {
                 });
             }
             ProviderKind::Baremetal => {
-                cx.check_body(src, body, &what, &[], &["host"]);
+                let attrs = cx.check_body(src, body, &what, HOST_DEFAULTS, &["host"]);
+                let defaults = host_defaults(src, &attrs, cx, &what);
                 let mut hosts: Vec<Host> = Vec::new();
                 let mut seen: BTreeMap<String, Origin> = BTreeMap::new();
                 for block in body.blocks().filter(|b| b.ident.as_str() == "host") {
-                    if let Some(host) = host(src, block, cx, &mut seen) {
+                    if let Some(host) = host(src, block, cx, &mut seen, &defaults) {
                         hosts.push(host);
                     }
                 }
@@ -309,11 +323,48 @@ fn providers(top: &Top<'_>, cx: &mut Cx) -> Providers {
     out
 }
 
+/// The connection attributes a `provider "baremetal"` block may set for all its hosts.
+const HOST_DEFAULTS: &[&str] = &[
+    "port",
+    "user",
+    "identity_file",
+    "proxy_jump",
+    "setup",
+    "labels",
+];
+
+/// Defaults from the provider block, which each host's own attributes override.
+#[derive(Default)]
+struct HostDefaults {
+    port: Option<u16>,
+    user: Option<String>,
+    identity_file: Option<String>,
+    proxy_jump: Option<String>,
+    setup: Option<Vec<String>>,
+    labels: BTreeMap<String, String>,
+}
+
+fn host_defaults(src: &Source, attrs: &Attrs<'_>, cx: &mut Cx, what: &str) -> HostDefaults {
+    HostDefaults {
+        port: cx
+            .whole(src, attrs, "port", what, 1, 65535)
+            .and_then(|p| u16::try_from(p).ok()),
+        user: cx.string(src, attrs, "user", what),
+        identity_file: cx.string(src, attrs, "identity_file", what),
+        proxy_jump: cx.string(src, attrs, "proxy_jump", what),
+        setup: cx.strings(src, attrs, "setup", what),
+        labels: cx
+            .string_map(src, attrs, "labels", what)
+            .unwrap_or_default(),
+    }
+}
+
 fn host(
     src: &Source,
     block: &Block,
     cx: &mut Cx,
     seen: &mut BTreeMap<String, Origin>,
+    defaults: &HostDefaults,
 ) -> Option<Host> {
     let ident = span_of(&block.ident);
     let Some(label) = block.labels.first() else {
@@ -356,6 +407,9 @@ fn host(
             "port",
             "user",
             "identity_file",
+            "proxy_jump",
+            "labels",
+            "setup",
             "price",
             "gpu",
             "cpu",
@@ -375,7 +429,14 @@ fn host(
     let address = cx.string(src, &attrs, "address", &what).unwrap_or_default();
     let port = cx
         .whole(src, &attrs, "port", &what, 1, 65535)
-        .map_or(22, |p| u16::try_from(p).unwrap_or(22));
+        .and_then(|p| u16::try_from(p).ok())
+        .or(defaults.port)
+        .unwrap_or(22);
+    let mut labels = defaults.labels.clone();
+    labels.extend(
+        cx.string_map(src, &attrs, "labels", &what)
+            .unwrap_or_default(),
+    );
     let price = match (attrs.get("price"), cx.number(src, &attrs, "price", &what)) {
         (Some(attr), Some(p)) if p < 0.0 => {
             cx.bad_value(
@@ -393,8 +454,20 @@ fn host(
         name,
         address,
         port,
-        user: cx.string(src, &attrs, "user", &what),
-        identity_file: cx.string(src, &attrs, "identity_file", &what),
+        user: cx
+            .string(src, &attrs, "user", &what)
+            .or_else(|| defaults.user.clone()),
+        identity_file: cx
+            .string(src, &attrs, "identity_file", &what)
+            .or_else(|| defaults.identity_file.clone()),
+        proxy_jump: cx
+            .string(src, &attrs, "proxy_jump", &what)
+            .or_else(|| defaults.proxy_jump.clone()),
+        labels,
+        setup: cx
+            .strings(src, &attrs, "setup", &what)
+            .or_else(|| defaults.setup.clone())
+            .unwrap_or_default(),
         price,
         gpu_vendor: None,
         gpu_name: String::new(),
@@ -406,6 +479,7 @@ fn host(
         memory: cx
             .spec(src, &attrs, "memory", &what, &SIZE)
             .unwrap_or_default(),
+        probe: crate::config::HostProbe::default(),
     };
     if let Some(gpu) = cx.spec(src, &attrs, "gpu", &what, &HOST_GPU) {
         let memory = gpu
@@ -723,6 +797,43 @@ fn gateway(item: &Item<'_>, cx: &mut Cx, rules: &Rules<'_, '_>) -> Option<Gatewa
         region,
         origin: origin(item),
     })
+}
+
+/// Gateways are cloud load balancers: a fleet that may put nodes on bare-metal hosts cannot
+/// be behind one (yet), so say so at the gateway's `targets`.
+fn gateway_not_on_baremetal(
+    item: &Item<'_>,
+    cx: &mut Cx,
+    gateway: &Gateway,
+    fleets: &BTreeMap<String, Fleet>,
+) {
+    let span = item
+        .block
+        .body
+        .attributes()
+        .find(|a| a.key.as_str() == "targets")
+        .map_or_else(|| item.header_span(), |a| span_of(&a.value));
+    for target in &gateway.targets {
+        let Some(fleet) = fleets.get(target) else {
+            continue;
+        };
+        if fleet.providers.contains(&ProviderKind::Baremetal) {
+            cx.diags.push(
+                item.src
+                    .error(
+                        span.clone(),
+                        format!(
+                            "gateway `{}` targets fleet `{target}`, which may run on `baremetal` hosts",
+                            gateway.name
+                        ),
+                        "gateways cannot target bare-metal fleets yet",
+                    )
+                    .with_help(format!(
+                        "limit fleet `{target}` to clouds, e.g. providers = [\"aws\"], or remove it from the gateway's targets"
+                    )),
+            );
+        }
+    }
 }
 
 fn output(item: &Item<'_>, cx: &mut Cx, top: &Top<'_>) -> Option<Output> {

@@ -3,8 +3,8 @@
 //! Scripts and CI read this, so it is built by hand rather than derived from [`Plan`]'s serde
 //! form: the document's keys and their order are a promise, and renaming a field inside the
 //! planner must not break it. The required keys come first, in the design's order; the
-//! additional keys (`forces_replacement`, `notes`, `config_digest`, `catalog`, `destroy`) follow
-//! them. Costs are rounded to cents. Saved plan files (`plan --out`) are a different document:
+//! additional keys (`forces_replacement`, `notes`, `config_digest`, `catalog`, `catalog_source`,
+//! `destroy`, and `drift` when refresh found any) follow them. Costs are rounded to cents. Saved plan files (`plan --out`) are a different document:
 //! the whole [`Plan`] through serde.
 
 use super::cents;
@@ -46,12 +46,51 @@ pub fn json(plan: &Plan) -> String {
     // Additional keys, documented as such.
     doc.insert("config_digest".into(), j!(plan.config_digest));
     doc.insert("catalog".into(), j!(plan.catalog));
+    doc.insert("catalog_source".into(), catalog_source(plan));
     doc.insert("destroy".into(), j!(plan.destroy));
+    if !plan.drift.is_empty() {
+        doc.insert("drift".into(), drift(plan));
+    }
 
     let mut out =
         serde_json::to_string_pretty(&Value::Object(doc)).expect("a JSON value serialises");
     out.push('\n');
     out
+}
+
+/// `catalog_source`: which catalog priced the plan, as data (docs/plan-json.md).
+fn catalog_source(plan: &Plan) -> Value {
+    let s = &plan.catalog_source;
+    j!({
+        "kind": s.kind.as_str(),
+        "path": s.path,
+        "fetched_at": s.fetched_at,
+        "age_seconds": s.age_seconds,
+        "offers": s.offers,
+    })
+}
+
+/// `drift`: what refresh found changed outside flotilla, one entry per resource in address
+/// order: `change` is `deleted` or `changed`, and a changed one lists its attributes.
+fn drift(plan: &Plan) -> Value {
+    Value::Array(
+        plan.drift
+            .iter()
+            .map(|d| {
+                let attributes: Vec<Value> = d
+                    .attributes
+                    .iter()
+                    .map(|a| j!({ "name": a.name, "before": a.before, "after": a.after }))
+                    .collect();
+                j!({
+                    "address": d.address,
+                    "kind": d.kind.as_str(),
+                    "change": if d.gone { "deleted" } else { "changed" },
+                    "attributes": attributes,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// One change: the required keys, then `forces_replacement` and `notes` (always present).

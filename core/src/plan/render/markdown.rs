@@ -38,6 +38,7 @@ pub(super) fn markdown_within(plan: &Plan, limit: usize) -> String {
     let mut head = String::new();
     if !plan.has_changes() {
         head.push_str("**flotilla plan**: no changes. Your fleets match the configuration.\n");
+        drift(&mut head, plan);
         notes(&mut head, plan);
         return head;
     }
@@ -51,6 +52,8 @@ pub(super) fn markdown_within(plan: &Plan, limit: usize) -> String {
         s.change,
         s.destroy
     );
+    let _ = writeln!(head, "\n{}", catalog_line(plan));
+    drift(&mut head, plan);
     head.push('\n');
     head.push_str("| Action | Address | Kind | Reason | Offer | $/h |\n");
     head.push_str("|---|---|---|---|---|--:|\n");
@@ -116,6 +119,12 @@ pub(super) fn markdown_within(plan: &Plan, limit: usize) -> String {
     }
     out.push_str(&close);
     out
+}
+
+/// `Catalog: cache ~/.cache/flotilla/aws.csv, refreshed 3 hours ago (3478 offers).`: which
+/// prices the reviewer is looking at, and how old they are.
+fn catalog_line(plan: &Plan) -> String {
+    format!("Catalog: {}.", plan.catalog)
 }
 
 /// How many of `items`, from the first, fit in `budget` bytes.
@@ -285,4 +294,46 @@ fn longest_backtick_run(s: &str) -> usize {
         }
     }
     longest
+}
+
+/// "Changed outside flotilla": one bullet per resource refresh found deleted or changed, with
+/// the changed attributes' old and new values. Nothing when there is no drift.
+fn drift(out: &mut String, plan: &Plan) {
+    if plan.drift.is_empty() {
+        return;
+    }
+    out.push_str("\n**Changed outside flotilla**\n\n");
+    for d in &plan.drift {
+        if d.gone {
+            let _ = writeln!(
+                out,
+                "- `{}` was deleted outside flotilla",
+                d.address.replace('`', "'")
+            );
+            continue;
+        }
+        let what: Vec<String> = d
+            .attributes
+            .iter()
+            .map(|a| {
+                format!(
+                    "`{}` {} → {}",
+                    a.name,
+                    code(&super::literal(&a.before)),
+                    code(&super::literal(&a.after))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "- `{}` was changed outside flotilla: {}",
+            d.address.replace('`', "'"),
+            what.join("; ")
+        );
+    }
+}
+
+/// Inline code on one line, with no backtick to end it early.
+fn code(s: &str) -> String {
+    format!("`{}`", inline(s).replace('`', "'"))
 }

@@ -67,11 +67,13 @@ fn plan_with(changes: Vec<Change>) -> Plan {
         },
         config_digest: "sha256:0123abcd".to_string(),
         catalog: "embedded snapshot".to_string(),
+        catalog_source: crate::catalog::CatalogSource::default(),
         changes,
         offers: Vec::new(),
         summary: Summary::default(),
         cost: Cost::default(),
         destroy: false,
+        drift: Vec::new(),
     }
 }
 
@@ -619,6 +621,7 @@ fn json_keys_are_exactly_the_schema() {
             // Additional keys (docs/plan-json.md).
             "config_digest",
             "catalog",
+            "catalog_source",
             "destroy",
         ]
     );
@@ -971,4 +974,153 @@ fn markdown_cuts_the_folded_plan_before_the_table() {
         "{out}"
     );
     assert!(out.contains("```diff\nState: lineage"), "{out}");
+}
+
+// "Changed outside flotilla": what refresh found, in all three renderings.
+
+/// A plan correcting drift: `fleet.train[1]` was terminated and is created again, and
+/// `fleet.train[0]`'s tags were changed by hand and are put back.
+fn with_drift() -> Plan {
+    use crate::plan::{AttributeDrift, Drift};
+    let mut created = change(
+        "fleet.train[1]",
+        ResourceKind::Instance,
+        Action::Create,
+        "deleted outside flotilla",
+    );
+    created.after = attrs(instance_after(
+        "aws",
+        "us-east-1",
+        "p5.48xlarge",
+        55.04,
+        "8x H100 80GB",
+    ));
+    let mut tagged = change(
+        "fleet.train[0]",
+        ResourceKind::Instance,
+        Action::Update,
+        "tags changed outside flotilla",
+    );
+    let mut before = instance_after("aws", "us-east-1", "p5.48xlarge", 55.04, "8x H100 80GB");
+    before["tags"] = j!({ "team": "ops" });
+    tagged.before = attrs(before);
+    tagged.after = attrs(instance_after(
+        "aws",
+        "us-east-1",
+        "p5.48xlarge",
+        55.04,
+        "8x H100 80GB",
+    ));
+    let mut plan = plan_with(vec![tagged, created]);
+    plan.summary = Summary {
+        add: 1,
+        change: 1,
+        destroy: 0,
+    };
+    plan.drift = vec![
+        Drift {
+            address: "fleet.train[0]".into(),
+            kind: ResourceKind::Instance,
+            gone: false,
+            attributes: vec![AttributeDrift {
+                name: "tags".into(),
+                before: j!({ "team": "llm" }),
+                after: j!({ "team": "ops" }),
+            }],
+        },
+        Drift {
+            address: "fleet.train[1]".into(),
+            kind: ResourceKind::Instance,
+            gone: true,
+            attributes: vec![],
+        },
+    ];
+    plan
+}
+
+#[test]
+fn text_shows_drift_before_the_actions() {
+    let out = text(&with_drift(), false);
+    let section = "\
+Changed outside flotilla:
+
+  # fleet.train[0] was changed outside flotilla
+      ~ tags = { team = \"llm\" } -> { team = \"ops\" }
+  # fleet.train[1] was deleted outside flotilla
+
+";
+    assert!(out.contains(section), "{out}");
+    let at = out.find("Changed outside flotilla:").unwrap();
+    assert!(at < out.find("flotilla will perform").unwrap());
+    assert!(out.contains("# fleet.train[1] will be created (deleted outside flotilla)"));
+    // Without drift there is no such section.
+    assert!(!text(&sample(), false).contains("Changed outside flotilla"));
+}
+
+#[test]
+fn text_shows_drift_even_without_changes() {
+    let mut plan = no_changes();
+    plan.drift = with_drift().drift;
+    let out = text(&plan, false);
+    assert!(out.contains("Changed outside flotilla:\n"), "{out}");
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn markdown_lists_drift() {
+    let out = markdown(&with_drift());
+    assert!(
+        out.contains(
+            "\n**Changed outside flotilla**\n\n\
+             - `fleet.train[0]` was changed outside flotilla: `tags` `{ team = \"llm\" }` → `{ team = \"ops\" }`\n\
+             - `fleet.train[1]` was deleted outside flotilla\n"
+        ),
+        "{out}"
+    );
+    // The folded text plan has the section too.
+    assert!(out.contains("Changed outside flotilla:\n"), "{out}");
+    assert!(!markdown(&sample()).contains("Changed outside flotilla"));
+}
+
+#[test]
+fn json_has_a_drift_key_only_when_there_is_drift() {
+    let doc: Value = serde_json::from_str(&json(&with_drift())).unwrap();
+    assert_eq!(
+        doc["drift"],
+        j!([
+            {
+                "address": "fleet.train[0]",
+                "kind": "instance",
+                "change": "changed",
+                "attributes": [
+                    { "name": "tags", "before": { "team": "llm" }, "after": { "team": "ops" } }
+                ]
+            },
+            {
+                "address": "fleet.train[1]",
+                "kind": "instance",
+                "change": "deleted",
+                "attributes": []
+            }
+        ])
+    );
+    let keys: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys.last().map(String::as_str), Some("drift"));
+    let plain: Value = serde_json::from_str(&json(&sample())).unwrap();
+    assert!(plain.get("drift").is_none());
+}
+
+#[test]
+fn snapshot_text_drift() {
+    insta::assert_snapshot!("text_drift", text(&with_drift(), false));
+}
+
+#[test]
+fn snapshot_markdown_drift() {
+    insta::assert_snapshot!("markdown_drift", markdown(&with_drift()));
+}
+
+#[test]
+fn snapshot_json_drift() {
+    insta::assert_snapshot!("json_drift", json(&with_drift()));
 }

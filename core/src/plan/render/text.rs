@@ -39,6 +39,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         out.push_str("This is a destroy plan: every resource in the state will be destroyed.\n");
     }
     out.push('\n');
+    drift(&mut out, &p, plan);
 
     let changing: Vec<&Change> = plan
         .changes
@@ -94,6 +95,42 @@ pub fn text(plan: &Plan, color: bool) -> String {
         s.destroy
     );
     out
+}
+
+/// "Changed outside flotilla": what refresh found, before the actions that correct it (as
+/// Terraform's "Objects have changed outside of Terraform"). Nothing when there is no drift.
+fn drift(out: &mut String, p: &Paint, plan: &Plan) {
+    if plan.drift.is_empty() {
+        return;
+    }
+    out.push_str("Changed outside flotilla:\n\n");
+    for d in &plan.drift {
+        if d.gone {
+            let _ = writeln!(
+                out,
+                "{}",
+                p.bold(&format!("  # {} was deleted outside flotilla", d.address))
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            p.bold(&format!("  # {} was changed outside flotilla", d.address))
+        );
+        let width = d.attributes.iter().map(|a| a.name.len()).max().unwrap_or(0);
+        for a in &d.attributes {
+            let _ = writeln!(
+                out,
+                "    {} {:<width$} = {} -> {}",
+                p.symbol("~"),
+                a.name,
+                literal(&a.before),
+                literal(&a.after)
+            );
+        }
+    }
+    out.push('\n');
 }
 
 /// ANSI colouring that is a no-op when colour is off.

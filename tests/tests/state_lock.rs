@@ -1,0 +1,219 @@
+//! The state lock between real `flotilla` processes on one `s3://` state (moto's S3, started
+//! by `scripts/test`): a second apply is refused naming the holder, or waits with
+//! `--lock-timeout` and then runs; a killed holder's lock goes stale after its TTL and is
+//! removed by `force-unlock ID` alone.
+//!
+//! The resources are made by the in-process fake provider (`FLOTILLA_FAKE_PROVIDER_DIR`), slowed
+//! down with its `sleep_ms` fault so that an apply holds the lock long enough to be seen; only
+//! the state lives on S3.
+
+use flotilla_tests::s3::S3Bucket;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const FLEET: &str = r#"
+provider "aws" { regions = ["us-east-1"] }
+fleet "web" {
+  nodes     = 2
+  resources { gpu = "L4:1" }
+}
+"#;
+
+/// A fleet directory, a fake cloud inside it, and a state URL in a fresh bucket.
+struct Setup {
+    dir: tempfile::TempDir,
+    bucket: S3Bucket,
+    url: String,
+}
+
+impl Setup {
+    async fn new(sleep_ms: u64) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.hcl"), FLEET).unwrap();
+        std::fs::create_dir(dir.path().join("cloud")).unwrap();
+        std::fs::write(
+            dir.path().join("cloud/faults.json"),
+            format!(r#"{{ "sleep_ms": {sleep_ms} }}"#),
+        )
+        .unwrap();
+        let bucket = S3Bucket::new().await;
+        let url = bucket.url("fleet/state.json");
+        Setup { dir, bucket, url }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `flotilla ARGS -C DIR --state URL`, with the fake cloud.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(flotilla_tests::bin::flotilla());
+        c.args(args)
+            .arg("-C")
+            .arg(self.path())
+            .arg("--state")
+            .arg(&self.url)
+            .env("FLOTILLA_FAKE_PROVIDER_DIR", self.path().join("cloud"))
+            .env_remove("FLOTILLA_LOCK_TTL")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("flotilla runs")
+    }
+
+    fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("flotilla starts")
+    }
+
+    /// The lock object's holder, once there is one (waits up to 60 s for the holder to start).
+    async fn wait_for_lock(&self, holder: &mut Child) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(text) = self.bucket.get("fleet/state.json.lock").await {
+                return serde_json::from_str(&text).expect("the lock object is JSON");
+            }
+            if let Some(status) = holder.try_wait().unwrap() {
+                panic!("the holder exited ({status}) before it took the lock");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the first apply never took the lock"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn lock_object(&self) -> Option<String> {
+        self.bucket.get("fleet/state.json.lock").await
+    }
+
+    async fn serial(&self) -> u64 {
+        let text = self.bucket.get("fleet/state.json").await.expect("a state");
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["serial"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().expect("flotilla finishes")
+}
+
+#[tokio::test]
+async fn second_apply_names_the_holder_and_exits_1() {
+    let s = Setup::new(1_500).await;
+    let mut first = s.spawn(&["apply", "-y"], &[]);
+    let lock = s.wait_for_lock(&mut first).await;
+    assert_eq!(lock["operation"], "apply");
+    assert_eq!(lock["flotilla_version"], env!("CARGO_PKG_VERSION"));
+    let id = lock["id"].as_str().unwrap().to_string();
+
+    let second = s.run(&["apply", "-y"]);
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("state `{}` locked by ", s.url)),
+        "{err}"
+    );
+    assert!(err.contains(lock["who"].as_str().unwrap()), "{err}");
+    assert!(err.contains("for apply since "), "{err}");
+    assert!(err.contains("s ago)"), "{err}");
+    assert!(err.contains(&id), "{err}");
+    assert!(!err.contains("stale"), "a live holder is not stale: {err}");
+
+    let first = finish(first);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(s.lock_object().await.is_none(), "the holder unlocked");
+    assert!(s.serial().await > 0);
+}
+
+#[tokio::test]
+async fn second_apply_waits_with_lock_timeout_then_runs() {
+    let s = Setup::new(1_000).await;
+    let mut first = s.spawn(&["apply", "-y"], &[]);
+    s.wait_for_lock(&mut first).await;
+
+    let second = s.run(&["apply", "-y", "--lock-timeout", "2m"]);
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(0), "{err}");
+    assert!(err.contains("locked by "), "{err}");
+    assert!(err.contains("waiting up to 2m"), "{err}");
+    assert!(err.contains("Acquired the state lock"), "{err}");
+    let first = finish(first);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // The second ran after the first had made everything: nothing left to do.
+    assert!(
+        String::from_utf8_lossy(&second.stdout).contains("No changes."),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    assert!(s.lock_object().await.is_none());
+}
+
+#[tokio::test]
+async fn killed_holder_goes_stale_and_only_its_id_unlocks() {
+    let s = Setup::new(60_000).await;
+    let mut first = s.spawn(&["apply", "-y"], &[("FLOTILLA_LOCK_TTL", "2s")]);
+    let lock = s.wait_for_lock(&mut first).await;
+    let id = lock["id"].as_str().unwrap().to_string();
+    assert_eq!(lock["ttl_secs"], 2);
+    // While it runs, the holder renews its heartbeat (every TTL/4).
+    let start = Instant::now();
+    loop {
+        let now: serde_json::Value =
+            serde_json::from_str(&s.lock_object().await.expect("still locked")).unwrap();
+        assert_eq!(now["id"], lock["id"]);
+        if now["heartbeat"] != now["created"] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the heartbeat was never renewed: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // SIGKILL: no chance to unlock.
+    first.kill().unwrap();
+    let _ = first.wait();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+
+    let plan = s.run(&["plan"]);
+    let err = stderr(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{err}");
+    assert!(err.contains("stale"), "{err}");
+    assert!(
+        err.contains(&format!("flotilla force-unlock {id}")),
+        "{err}"
+    );
+
+    let wrong = s.run(&["force-unlock", "00000000-0000-0000-0000-000000000000"]);
+    let err = stderr(&wrong);
+    assert_eq!(wrong.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing was removed"), "{err}");
+    assert!(
+        s.lock_object().await.is_some(),
+        "a wrong id removes nothing"
+    );
+
+    let right = s.run(&["force-unlock", &id]);
+    assert_eq!(right.status.code(), Some(0), "{}", stderr(&right));
+    assert!(s.lock_object().await.is_none());
+
+    let plan = s.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+}
