@@ -603,10 +603,14 @@ fn refresh_of_another_provider_or_without_regions_is_refused() {
     let out = flotilla_cached(
         home.path(),
         Some(work.path()),
-        &["offers", "--refresh", "--provider", "gcp"],
+        &["offers", "--refresh", "--provider", "azure"],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("AWS only"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("AWS and GCP only"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = flotilla_cached(home.path(), Some(work.path()), &["offers", "--refresh"]);
     assert_eq!(out.status.code(), Some(1));

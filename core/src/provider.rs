@@ -116,6 +116,10 @@ pub enum FailureKind {
     /// `capacity-not-available`, `ZONE_RESOURCE_POOL_EXHAUSTED`, `AllocationFailed`): try the
     /// next offer.
     Capacity,
+    /// Over a quota of the provider+region (GCE `QUOTA_EXCEEDED`): no offer of that
+    /// provider+region can succeed in this apply, so the executor moves on to the next offer
+    /// in another region. The message names the quota.
+    Quota,
     /// Throttled (`RequestLimitExceeded`): retry the same call with backoff.
     Throttled,
     /// The resource is gone.

@@ -39,6 +39,26 @@ pub struct State {
     /// removal, a re-run after a crash computes the same token again.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub generations: BTreeMap<String, u64>,
+    /// What was learned of each bare-metal host, by host name, whether or not a node sits on
+    /// it: the host key pinned on first contact (so a host that holds no node is not trusted
+    /// anew on every run) and its last probed facts (what `flotilla offers` shows for a host
+    /// it cannot reach).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, HostRecord>,
+}
+
+/// One bare-metal host as last seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host key's fingerprint (`SHA256:…`), trusted on first use; a different key later
+    /// is refused.
+    pub host_key: String,
+    /// Its hardware at the last probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts: Option<crate::config::HostFacts>,
+    /// When it was last probed (RFC 3339).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub probed_at: String,
 }
 
 impl State {
@@ -52,6 +72,7 @@ impl State {
             resources: Vec::new(),
             outputs: BTreeMap::new(),
             generations: BTreeMap::new(),
+            hosts: BTreeMap::new(),
         }
     }
 
@@ -459,3 +480,73 @@ pub trait StateStore: Send + Sync {
 
 /// A boxed, sendable future, so [`StateStore`] can be used as a trait object.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HostFacts;
+
+    fn with_host() -> State {
+        let mut state = State::empty();
+        state.hosts.insert(
+            "dgx-1".to_string(),
+            HostRecord {
+                host_key: "SHA256:abc".to_string(),
+                facts: Some(HostFacts {
+                    arch: "x86_64".to_string(),
+                    vcpus: 96,
+                    gpu_name: "A100".to_string(),
+                    gpu_count: 8,
+                    memory: crate::spec::Memory::from_gib(1024),
+                    gpu_memory: crate::spec::Memory::from_gib(80),
+                    ..HostFacts::default()
+                }),
+                probed_at: "2026-11-26T15:00:00Z".to_string(),
+            },
+        );
+        state
+    }
+
+    #[test]
+    fn host_records_survive_a_round_trip() {
+        let state = with_host();
+        let text = state.to_json();
+        assert!(text.contains("\"hosts\""), "{text}");
+        let back = State::from_json(&text, "test").expect("reads back");
+        assert_eq!(back, state);
+        assert_eq!(back.hosts["dgx-1"].host_key, "SHA256:abc");
+        assert_eq!(
+            back.hosts["dgx-1"].facts.as_ref().map(|f| f.gpu_count),
+            Some(8)
+        );
+    }
+
+    #[test]
+    fn states_without_hosts_still_load_and_do_not_gain_the_key() {
+        let mut value: serde_json::Value =
+            serde_json::from_str(&with_host().to_json()).expect("JSON");
+        value.as_object_mut().expect("object").remove("hosts");
+        let old = State::from_json(&value.to_string(), "old").expect("an old state loads");
+        assert!(old.hosts.is_empty());
+        assert!(!old.to_json().contains("\"hosts\""));
+    }
+
+    #[test]
+    fn a_record_without_facts_loads() {
+        let mut state = State::empty();
+        state.hosts.insert(
+            "dgx".to_string(),
+            HostRecord {
+                host_key: "SHA256:k".to_string(),
+                facts: None,
+                probed_at: String::new(),
+            },
+        );
+        let text = state.to_json();
+        assert!(
+            !text.contains("probed_at") && !text.contains("facts"),
+            "{text}"
+        );
+        assert_eq!(State::from_json(&text, "t").expect("loads"), state);
+    }
+}

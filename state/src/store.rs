@@ -235,7 +235,16 @@ impl ObjectStore {
                     return Ok(());
                 }
                 Err(BackendError::PreconditionFailed) => {
-                    if let Some((holder, _)) = self.read_lock().await? {
+                    if let Some((holder, version)) = self.read_lock().await? {
+                        if holder.id == info.id {
+                            // Our own create landed and a retry of it (after an answer that
+                            // was lost) found it: the lock is ours.
+                            *self.held() = Some(Held {
+                                info: info.clone(),
+                                version,
+                            });
+                            return Ok(());
+                        }
                         return Err(StateError::Locked {
                             url: self.url_string(),
                             holder: Box::new(holder),
@@ -284,6 +293,21 @@ impl ObjectStore {
                 Ok(())
             }
             Err(BackendError::PreconditionFailed) => {
+                // Only this process writes a lock with this id: if the object still holds it,
+                // our own write landed (a retry after a lost answer, or an earlier renewal
+                // that finished late) and the lock is still ours, at a version we did not see.
+                if let Some((holder, version)) = self.read_lock().await?
+                    && holder.id == id
+                {
+                    let mut slot = self.held();
+                    if slot.as_ref().is_some_and(|h| h.info.id == id) {
+                        *slot = Some(Held {
+                            info: holder,
+                            version,
+                        });
+                    }
+                    return Ok(());
+                }
                 // Broken by `force-unlock` (and perhaps taken by someone else since): it is no
                 // longer ours, and another flotilla may be writing. Stop claiming it.
                 self.held().take();
@@ -308,24 +332,43 @@ impl ObjectStore {
                 held.info.id
             )));
         }
-        let deleted = self
-            .backend
-            .delete(&self.lock_key, Precondition::Matches(&held.version))
-            .await;
-        match deleted {
-            // Gone or replaced: someone broke it; whatever is there now is not ours to delete.
-            Ok(()) | Err(BackendError::PreconditionFailed) => {
-                self.held().take();
-                Ok(())
-            }
-            Err(e) => Err(self.storage(
+        let cannot_remove = |e: &BackendError| {
+            self.storage(
                 &format!(
                     "cannot remove the lock {}; remove it with `flotilla force-unlock {id}`",
                     self.backend.url(&self.lock_key)
                 ),
-                &e,
-            )),
+                e,
+            )
+        };
+        let mut version = held.version;
+        // A renewal can land after `held` was read (stopping the heartbeat task drops its
+        // request, which the service may still carry out), leaving our lock at a version we
+        // never saw: delete that one too, a few times over, but never a lock with another id.
+        for _ in 0..4 {
+            match self
+                .backend
+                .delete(&self.lock_key, Precondition::Matches(&version))
+                .await
+            {
+                Ok(()) => {
+                    self.held().take();
+                    return Ok(());
+                }
+                Err(BackendError::PreconditionFailed) => match self.read_lock().await? {
+                    Some((holder, current)) if holder.id == id => version = current,
+                    // Gone or replaced: someone broke it; what is there now is not ours.
+                    _ => {
+                        self.held().take();
+                        return Ok(());
+                    }
+                },
+                Err(e) => return Err(cannot_remove(&e)),
+            }
         }
+        Err(cannot_remove(&BackendError::Other(
+            "it kept changing while being removed".to_string(),
+        )))
     }
 
     async fn force_unlock_now(&self, id: &str) -> Result<(), StateError> {
@@ -584,6 +627,44 @@ mod tests {
         block_on(a.unlock(&info.id)).unwrap();
         let held: LockInfo = serde_json::from_slice(&mem.raw("s.json.lock").unwrap()).unwrap();
         assert_eq!(held.id, next.id);
+    }
+
+    /// What a renewal of `info` that this store never heard back about leaves behind: the
+    /// lock object rewritten, under the same id, at a version the store does not know.
+    fn renewed_behind_its_back(mem: &Memory, info: &LockInfo) {
+        let beat = lock_json(&info.clone().beat());
+        block_on(mem.put("s.json.lock", beat, Precondition::None)).unwrap();
+    }
+
+    #[test]
+    fn unlock_removes_the_lock_after_a_renewal_it_did_not_see() {
+        let mem = Memory::default();
+        let a = store(&mem);
+        let info = LockInfo::new("apply");
+        block_on(a.lock(&info)).unwrap();
+        renewed_behind_its_back(&mem, &info);
+        block_on(a.unlock(&info.id)).unwrap();
+        assert!(
+            mem.raw("s.json.lock").is_none(),
+            "the holder's lock is gone"
+        );
+        block_on(store(&mem).lock(&LockInfo::new("apply"))).unwrap();
+    }
+
+    #[test]
+    fn own_writes_that_landed_unseen_keep_the_lock_ours() {
+        let mem = Memory::default();
+        let a = store(&mem);
+        let info = LockInfo::new("apply");
+        // The create went through but its answer was lost; the retry finds our own lock.
+        block_on(mem.put("s.json.lock", lock_json(&info), Precondition::None)).unwrap();
+        block_on(a.lock(&info)).unwrap();
+        // A renewal whose answer was lost: the next one still succeeds.
+        renewed_behind_its_back(&mem, &info);
+        block_on(a.heartbeat(&info.id)).unwrap();
+        block_on(a.heartbeat(&info.id)).unwrap();
+        block_on(a.unlock(&info.id)).unwrap();
+        assert!(mem.raw("s.json.lock").is_none());
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! flotilla uses, since Azurite checks Shared Key signatures.
 //!
 //! Tests run in parallel against one Azurite: each makes its own container
-//! ([`Azurite::container`]).
+//! ([`Azurite::container`], or [`AzureContainer`] for the tests written once for every store).
 
+use crate::state_suite::Bucket;
 use azure_storage::{CloudLocation, ConnectionString};
 use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
 use futures::StreamExt;
+use std::future::Future;
 
 /// Why a test cannot run: said loudly, never skipped.
 const NOT_RUNNING: &str = "Azurite is not running: run these tests with `scripts/test` (it \
@@ -101,5 +103,41 @@ impl Azurite {
 
     fn client(&self, container: &str) -> ContainerClient {
         self.builder.clone().container_client(container)
+    }
+}
+
+/// A fresh container on Azurite, as the tests written once for every store see it.
+#[derive(Debug, Clone)]
+pub struct AzureContainer {
+    azurite: Azurite,
+    /// The container's name.
+    pub name: String,
+}
+
+impl AzureContainer {
+    /// Creates a new, empty container. Panics, saying what to do, when Azurite is not running.
+    pub async fn new() -> AzureContainer {
+        let azurite = Azurite::get().await;
+        let name = azurite.container().await;
+        AzureContainer { azurite, name }
+    }
+}
+
+impl Bucket for AzureContainer {
+    fn url(&self, key: &str) -> String {
+        self.azurite.url(&self.name, key)
+    }
+
+    fn missing_url(&self) -> String {
+        self.azurite
+            .url(&format!("{}-missing", self.name), "state.json")
+    }
+
+    fn put_raw(&self, key: &str, text: &str) -> impl Future<Output = ()> {
+        self.azurite.put(&self.name, key, text)
+    }
+
+    fn get_raw(&self, key: &str) -> impl Future<Output = Option<String>> {
+        self.azurite.get_blob(&self.name, key)
     }
 }

@@ -1,16 +1,14 @@
 //! The Compute Engine fake (`tests/gce/server.py`), as the tests see it: where it listens
 //! (`FLOTILLA_GCP_ENDPOINT`, exported by `scripts/test`), its control endpoints (`/_fault`,
-//! `/_calls`) and readers of what it holds for one lineage, over a few lines of HTTP/1.1 (no
-//! HTTP client crate needed).
+//! `/_calls`) and readers of what it holds for one lineage, over the harness's tiny HTTP/1.1
+//! client ([`crate::http`]).
 //!
 //! Tests run in parallel against one fake: each uses its own lineage (and so its own labels),
 //! scopes its faults to its own calls (the `_any` match on its lineage) and never resets.
 
+use crate::http::{self, encode};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
 
 /// The project every GCP test fleet uses.
 pub const PROJECT: &str = "flotilla-test";
@@ -215,55 +213,7 @@ impl Gce {
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), String> {
-        let mut stream = TcpStream::connect(&self.host).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let body = body.unwrap_or("");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        // The fake keeps HTTP/1.1 connections open: read the head, then Content-Length bytes.
-        let mut buf = [0_u8; 8192];
-        let (head_len, length) = loop {
-            let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-            if n == 0 {
-                break (response.len(), None);
-            }
-            response.extend_from_slice(&buf[..n]);
-            if let Some(pos) = find(&response, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&response[..pos]).to_ascii_lowercase();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse::<usize>().ok());
-                break (pos + 4, length);
-            }
-        };
-        if let Some(length) = length {
-            while response.len() < head_len + length {
-                let n = stream.read(&mut buf).map_err(|e| e.to_string())?;
-                if n == 0 {
-                    break;
-                }
-                response.extend_from_slice(&buf[..n]);
-            }
-        }
-        let head = String::from_utf8_lossy(&response[..head_len.min(response.len())]).to_string();
-        let body = String::from_utf8_lossy(&response[head_len.min(response.len())..]).to_string();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not an HTTP answer: {head}"))?;
-        Ok((status, body))
+        http::json(&self.host, method, path, body)
     }
 }
 
@@ -302,20 +252,4 @@ pub fn last(url: &Value) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

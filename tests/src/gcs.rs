@@ -1,13 +1,14 @@
 //! fake-gcs-server, as the tests see it: where it listens (`STORAGE_EMULATOR_HOST`, exported by
 //! `scripts/test`), and the few JSON API calls a test makes behind flotilla's back — create a
-//! bucket, plant or read an object — spoken over plain HTTP/1.1 so the harness needs no GCS
-//! client of its own.
+//! bucket, plant or read an object — spoken over the harness's tiny HTTP/1.1 client
+//! ([`crate::http`]) so it needs no GCS client of its own.
 //!
-//! Tests run in parallel against one server: each makes its own bucket ([`FakeGcs::bucket`]).
+//! Tests run in parallel against one server: each makes its own bucket ([`FakeGcs::bucket`],
+//! or [`GcsBucket`] for the tests written once for every store).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use crate::http::{self, encode};
+use crate::state_suite::Bucket;
+use std::future::Future;
 
 /// Why a test cannot run: said loudly, never skipped.
 const NOT_RUNNING: &str = "fake-gcs-server is not running: run these tests with `scripts/test` \
@@ -95,44 +96,43 @@ impl FakeGcs {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Result<(u16, String), String> {
-        let mut stream = TcpStream::connect(&self.host).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ));
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .map_err(|e| e.to_string())?;
-        let response = String::from_utf8_lossy(&response);
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not an HTTP answer: {head}"))?;
-        Ok((status, body.to_string()))
+        http::request(&self.host, method, path, headers, body)
     }
 }
 
-/// Percent-encodes a path segment or query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// A fresh bucket on fake-gcs-server, as the tests written once for every store see it.
+#[derive(Debug, Clone)]
+pub struct GcsBucket {
+    gcs: FakeGcs,
+    /// The bucket's name.
+    pub name: String,
+}
+
+impl GcsBucket {
+    /// Creates a new, empty bucket. Panics, saying what to do, when fake-gcs-server is not
+    /// running. (Async only to be made like the other stores' buckets.)
+    pub async fn new() -> GcsBucket {
+        let gcs = FakeGcs::get();
+        let name = gcs.bucket();
+        GcsBucket { gcs, name }
+    }
+}
+
+impl Bucket for GcsBucket {
+    fn url(&self, key: &str) -> String {
+        format!("gs://{}/{key}", self.name)
+    }
+
+    fn missing_url(&self) -> String {
+        format!("gs://{}-missing/state.json", self.name)
+    }
+
+    fn put_raw(&self, key: &str, text: &str) -> impl Future<Output = ()> {
+        self.gcs.put(&self.name, key, text);
+        std::future::ready(())
+    }
+
+    fn get_raw(&self, key: &str) -> impl Future<Output = Option<String>> {
+        std::future::ready(self.gcs.get_object(&self.name, key))
+    }
 }

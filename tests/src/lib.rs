@@ -8,14 +8,15 @@
 //! own directory, state lineage and readers of what moto holds for it. [`gcs`] and [`azurite`]
 //! make buckets and containers on fake-gcs-server and Azurite, and [`state_suite`] is the
 //! behaviour every object-store state is tested for. [`gce`] reaches the Compute Engine fake
-//! (`tests/gce/server.py`) for the GCP tests. A test whose server is not
-//! running fails and says to run `scripts/test`; it never skips, so a green run means the
-//! emulator tests ran.
+//! (`tests/gce/server.py`) for the GCP tests; [`http`] is the tiny HTTP/1.1 client the
+//! harnesses share. A test whose server is not running fails and says to run `scripts/test`;
+//! it never skips, so a green run means the emulator tests ran.
 
 pub mod azurite;
 pub mod bin;
 pub mod gce;
 pub mod gcs;
+pub mod http;
 pub mod moto;
 pub mod s3;
 pub mod sshd;

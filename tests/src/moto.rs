@@ -1,13 +1,12 @@
 //! The moto harness, as the tests see it: where it listens (`AWS_ENDPOINT_URL`, exported by
 //! `scripts/test`), SDK clients pointed at it, and its control endpoints (`/_fault`,
-//! `/_calls`) spoken over a few lines of HTTP/1.1, so the harness needs no HTTP client crate.
+//! `/_calls`) spoken over the harness's tiny HTTP/1.1 client ([`crate::http`]).
 //!
 //! Tests run in parallel against one moto: each uses its own lineage (and so its own tags),
 //! scopes its faults to its own calls (the `_any` match on its lineage) and never resets.
 
+use crate::http::{self, encode};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 /// Why a test cannot run: said loudly, never skipped.
@@ -212,43 +211,6 @@ impl Moto {
         path: &str,
         body: Option<&str>,
     ) -> Result<(u16, String), String> {
-        let mut stream = TcpStream::connect(&self.host).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let body = body.unwrap_or("");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.host,
-            body.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|e| e.to_string())?;
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .map_err(|e| e.to_string())?;
-        let response = String::from_utf8_lossy(&response);
-        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not an HTTP answer: {head}"))?;
-        Ok((status, body.to_string()))
+        http::json(&self.host, method, path, body)
     }
-}
-
-/// Percent-encodes a query value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -1,9 +1,12 @@
 //! S3 on moto, as the state tests see it: a client on the harness `scripts/test` started
 //! (path-style, as flotilla's own S3 state uses against an endpoint), a fresh bucket per test,
-//! and raw reads and writes behind flotilla's back.
+//! and raw reads and writes behind flotilla's back. It is a [`Bucket`], so the tests written
+//! once for every store (`tests/tests/state_lock.rs`) run on S3 too.
 
 use crate::moto::Moto;
+use crate::state_suite::Bucket;
 use aws_sdk_s3::primitives::ByteStream;
+use std::future::Future;
 
 /// A bucket of its own on moto's S3.
 pub struct S3Bucket {
@@ -79,5 +82,23 @@ impl S3Bucket {
             }
             Err(e) => panic!("getting {key}: {e:?}"),
         }
+    }
+}
+
+impl Bucket for S3Bucket {
+    fn url(&self, key: &str) -> String {
+        S3Bucket::url(self, key)
+    }
+
+    fn missing_url(&self) -> String {
+        format!("s3://{}-missing/state.json", self.name)
+    }
+
+    fn put_raw(&self, key: &str, text: &str) -> impl Future<Output = ()> {
+        self.put(key, text)
+    }
+
+    fn get_raw(&self, key: &str) -> impl Future<Output = Option<String>> {
+        self.get(key)
     }
 }

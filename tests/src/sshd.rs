@@ -184,6 +184,12 @@ impl SshHost {
         }
     }
 
+    /// Starts its sshd again after [`SshHost::stop`], on the same port and with the same key.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.run(self.port);
+    }
+
     /// Gives the host a new host key and restarts it on the same port.
     pub fn new_host_key(&mut self) {
         self.stop();

@@ -468,18 +468,10 @@ fn offers_lists_the_declared_hosts_on_their_probed_facts() {
     let h100 = SshHost::start("h100", Gpus::H100x8, &key);
     let cpu = SshHost::start("cpu", Gpus::None, &key);
     let w = workdir(&provider(&[&h100, &cpu], &key, ""));
-    let out = std::process::Command::new(flotilla_tests::bin::flotilla())
-        .args(["offers", "--gpu", "H100:8", "--catalog", "catalog.csv"])
-        .current_dir(w.path())
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = offers(&w, "H100:8");
     let said = text(&out);
     assert!(out.status.success(), "{said}");
-    let first = said
-        .lines()
-        .find(|l| l.starts_with("baremetal"))
-        .unwrap_or_default();
+    let first = host_row(&said);
     assert!(
         first.contains("h100") && first.contains("8x H100 80GB"),
         "{said}"
@@ -489,4 +481,212 @@ fn offers_lists_the_declared_hosts_on_their_probed_facts() {
         "a host without GPUs does not match: {said}"
     );
     assert!(said.contains("p5.48xlarge"), "{said}");
+}
+
+/// Two hosts logging in with one new client key (the key's directory must outlive them).
+fn two_hosts(a: (&str, Gpus), b: (&str, Gpus)) -> (tempfile::TempDir, SshHost, SshHost, ClientKey) {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::new(keys.path(), "id");
+    let first = SshHost::start(a.0, a.1, &key);
+    let second = SshHost::start(b.0, b.1, &key);
+    (keys, first, second, key)
+}
+
+/// A workdir whose one-node `train` fleet of A100s may run on `hosts`.
+fn a100_workdir(hosts: &[&SshHost], key: &ClientKey) -> Workdir {
+    workdir(&format!(
+        "{}{}",
+        provider(hosts, key, ""),
+        fleet("train", 1, "\"baremetal\"", "A100:8")
+    ))
+}
+
+/// The first bare-metal row of an offers table.
+fn host_row(said: &str) -> &str {
+    said.lines()
+        .find(|l| l.starts_with("baremetal"))
+        .unwrap_or_default()
+}
+
+/// What `flotilla offers` says here, through the real binary.
+fn offers(w: &Workdir, gpu: &str) -> std::process::Output {
+    std::process::Command::new(flotilla_tests::bin::flotilla())
+        .args(["offers", "--gpu", gpu, "--catalog", "catalog.csv"])
+        .current_dir(w.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_host_without_a_node_keeps_its_recorded_key_and_a_changed_one_is_refused() {
+    let (_keys, used, mut spare, key) = two_hosts(("used", Gpus::A100x8), ("spare", Gpus::H100x8));
+    let w = a100_workdir(&[&used, &spare], &key);
+    let old = spare.fingerprint();
+
+    let plan = w.flotilla(&["plan"]);
+    let shown = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(
+        shown.contains(&format!("new host key for spare: {old}")),
+        "the plan itself names the new key: {shown}"
+    );
+
+    let apply = w.flotilla(&["apply", "-y"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    assert_eq!(claim_of(&spare), None, "the spare host holds no node");
+    let state = w.state();
+    assert_eq!(state["hosts"]["spare"]["host_key"], old.as_str(), "{state}");
+    assert_eq!(
+        state["hosts"]["spare"]["facts"]["gpu_name"], "H100",
+        "{state}"
+    );
+    assert_eq!(
+        state["hosts"]["used"]["host_key"],
+        used.fingerprint().as_str()
+    );
+
+    // The next run trusts the recorded key: nothing is new, nothing changes.
+    let again = w.flotilla(&["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        !text(&again).contains("new host key"),
+        "the key was recorded: {}",
+        text(&again)
+    );
+
+    spare.new_host_key();
+    let new = spare.fingerprint();
+    assert_ne!(old, new);
+    let plan = w.flotilla(&["plan"]);
+    let shown = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(
+        shown.contains("spare refused: host `spare`: the host key changed"),
+        "{shown}"
+    );
+    assert!(shown.contains(&old) && shown.contains(&new), "{shown}");
+
+    // A fleet that needs the spare host cannot have it.
+    w.write_fleet(&format!(
+        "{}{}{}",
+        provider(&[&used, &spare], &key, ""),
+        fleet("train", 1, "\"baremetal\"", "A100:8"),
+        fleet("infer", 1, "\"baremetal\"", "H100:8")
+    ));
+    let apply = w.flotilla(&["apply", "-y"]);
+    let said = text(&apply);
+    assert!(!apply.status.success(), "{said}");
+    assert!(said.contains("the host key changed"), "{said}");
+    assert_eq!(claim_of(&spare), None, "nothing was done on the host");
+    assert_eq!(
+        w.state()["hosts"]["spare"]["host_key"],
+        old.as_str(),
+        "the recorded key is never replaced"
+    );
+}
+
+#[test]
+fn the_plan_names_new_keys_and_unreachable_hosts() {
+    let (_keys, up, mut down, key) = two_hosts(("up", Gpus::A100x8), ("down", Gpus::A100x8));
+    let w = a100_workdir(&[&up, &down], &key);
+    down.stop();
+
+    let plan = w.flotilla(&["plan"]);
+    let shown = String::from_utf8_lossy(&plan.stdout).to_string();
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(shown.contains("Bare-metal hosts:"), "{shown}");
+    assert!(
+        shown.contains(&format!("new host key for up: {}", up.fingerprint())),
+        "{shown}"
+    );
+    assert!(shown.contains("down unreachable: "), "{shown}");
+    assert!(shown.contains(", not offered"), "{shown}");
+
+    let plan = w.flotilla(&["plan", "--format", "json"]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&plan.stdout).unwrap_or_else(|_| panic!("{}", text(&plan)));
+    let kinds: Vec<(String, String)> = json["hosts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{json}"))
+        .iter()
+        .map(|n| {
+            (
+                n["host"].as_str().unwrap_or_default().to_string(),
+                n["kind"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("up".to_string(), "new_key".to_string()),
+            ("down".to_string(), "unreachable".to_string())
+        ]
+    );
+}
+
+#[test]
+fn offers_shows_cached_facts_for_a_host_it_cannot_reach() {
+    let (_keys, a100, mut h100, key) = two_hosts(("a100", Gpus::A100x8), ("h100", Gpus::H100x8));
+    let w = a100_workdir(&[&a100, &h100], &key);
+    // Before any apply nothing is cached: a stopped host is simply not offered.
+    h100.stop();
+    let out = offers(&w, "H100:8");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("no facts of it are cached"), "{said}");
+    assert!(!said.lines().any(|l| l.starts_with("baremetal")), "{said}");
+
+    h100.start_again();
+    let apply = w.flotilla(&["apply", "-y"]);
+    assert!(apply.status.success(), "{}", text(&apply));
+    let at = w.state()["hosts"]["h100"]["probed_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!at.is_empty(), "{}", w.state());
+
+    h100.stop();
+    let out = offers(&w, "H100:8");
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    let row = host_row(&said);
+    assert!(
+        row.contains("h100") && row.contains("8x H100 80GB"),
+        "the stopped host is shown on its cached facts: {said}"
+    );
+    assert!(said.contains(&format!("cached in state at {at}")), "{said}");
+}
+
+#[test]
+fn a_saved_plan_trusts_only_the_host_key_it_showed() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = ClientKey::new(keys.path(), "id");
+    let mut host = SshHost::start("dgx", Gpus::A100x8, &key);
+    let w = a100_workdir(&[&host], &key);
+    let plan_file = w.path().join("plan.json");
+    let plan_path = plan_file.to_str().unwrap();
+    let shown = host.fingerprint();
+
+    let plan = w.flotilla(&["plan", "--out", plan_path]);
+    assert!(plan.status.success(), "{}", text(&plan));
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains(&format!("new host key for dgx: {shown}")),
+        "{}",
+        text(&plan)
+    );
+
+    // Between the review and the apply, another machine answers at the address.
+    host.new_host_key();
+    let apply = w.flotilla(&["apply", "-y", plan_path]);
+    let said = text(&apply);
+    assert!(!apply.status.success(), "{said}");
+    assert!(said.contains("the host key changed"), "{said}");
+    assert!(
+        said.contains(&shown) && said.contains(&host.fingerprint()),
+        "{said}"
+    );
+    assert_eq!(host.claim(), None, "nothing was done on the host");
+    assert!(w.resource("fleet.train[0]").is_none());
 }

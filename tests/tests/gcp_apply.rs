@@ -419,13 +419,39 @@ fn a_replaced_node_takes_its_disk_along() {
     assert_eq!(gce.leftovers(&w.lineage), Vec::<String>::new());
 }
 
+/// Two regions: T4 and L4 in us-central1 rank before T4 in us-east4.
+const TWO_REGIONS: &str = "\
+provider,instance_type,region,zone,gpu_vendor,gpu_name,gpu_count,gpu_memory_gib,vcpus,memory_gib,spot,price_per_hour_usd
+gcp,n1-standard-8+1xT4,us-central1,,nvidia,T4,1,16,8,30,false,0.70
+gcp,g2-standard-8,us-central1,,nvidia,L4,1,24,8,32,false,0.85
+gcp,n1-standard-8+1xT4,us-east4,,nvidia,T4,1,16,8,30,false,0.90
+";
+
 #[test]
-fn quota_exceeded_fails_the_region_over_to_the_next_offer_naming_the_quota() {
+fn quota_exceeded_moves_to_the_next_region_naming_the_quota() {
     let gce = Gce::get();
-    let w = workdir(&solo(1, r#""us-central1-a", "us-central1-b""#));
+    let w = Workdir::new(&format!(
+        r#"
+provider "gcp" {{
+  project = "{PROJECT}"
+  regions = ["us-central1", "us-east4"]
+}}
+
+fleet "solo" {{
+  nodes       = 1
+  spot_policy = "on-demand"
+  resources {{
+    gpu = "16GB..:1"
+  }}
+}}
+"#
+    ));
+    std::fs::write(w.path().join("catalog.csv"), TWO_REGIONS).expect("write the catalog");
+    // The T4 quota of us-central1 is spent; g2 there would have room, but the quota error
+    // rules out the region for this apply.
     let body = serde_json::json!({
         "method": "instances.insert",
-        "match": {"_any": w.lineage, "machineType": "n1-standard-8"},
+        "match": {"_any": w.lineage, "machineType": "n1-standard-8", "region": "us-central1"},
         "code": "QUOTA_EXCEEDED",
         "quota": "NVIDIA_T4_GPUS",
     });
@@ -441,10 +467,18 @@ fn quota_exceeded_fails_the_region_over_to_the_next_offer_naming_the_quota() {
         said.contains("NVIDIA_T4_GPUS"),
         "the quota is named: {said}"
     );
+    assert!(said.contains("over quota"), "{said}");
     let nodes = gce.instances(&w.lineage);
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let n = &nodes["fleet.solo[0]"];
+    assert_eq!(last(&n["machineType"]), "n1-standard-8", "the same offer");
+    assert!(
+        last(&n["zone"]).starts_with("us-east4-"),
+        "the next region, not g2 in the same one: {n}"
+    );
     assert_eq!(
-        last(&nodes["fleet.solo[0]"]["machineType"]),
-        "g2-standard-8"
+        w.resource("fleet.solo[0]").expect("recorded")["region"],
+        "us-east4"
     );
     gce.clear_fault(&fault);
     let out = w.flotilla(&["destroy", "-y"]);

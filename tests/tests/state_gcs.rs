@@ -2,72 +2,40 @@
 //! object generation, backups, locks, and clear errors, each test in a bucket of its own. The
 //! behaviour is the shared suite in `flotilla_tests::state_suite`.
 
-use flotilla_tests::gcs::FakeGcs;
-use flotilla_tests::state_suite::{self, Bucket};
-use std::future::Future;
-
-/// A fresh bucket on fake-gcs-server.
-struct GcsBucket {
-    gcs: FakeGcs,
-    name: String,
-}
-
-fn bucket() -> GcsBucket {
-    let gcs = FakeGcs::get();
-    let name = gcs.bucket();
-    GcsBucket { gcs, name }
-}
-
-impl Bucket for GcsBucket {
-    fn url(&self, key: &str) -> String {
-        format!("gs://{}/{key}", self.name)
-    }
-
-    fn missing_url(&self) -> String {
-        format!("gs://{}-missing/state.json", self.name)
-    }
-
-    fn put_raw(&self, key: &str, text: &str) -> impl Future<Output = ()> {
-        self.gcs.put(&self.name, key, text);
-        std::future::ready(())
-    }
-
-    fn get_raw(&self, key: &str) -> impl Future<Output = Option<String>> {
-        std::future::ready(self.gcs.get_object(&self.name, key))
-    }
-}
+use flotilla_tests::gcs::GcsBucket;
+use flotilla_tests::state_suite;
 
 #[tokio::test]
 async fn round_trip_keeps_lineage_raises_serial_and_backs_up() {
-    state_suite::round_trip(&bucket()).await;
+    state_suite::round_trip(&GcsBucket::new().await).await;
 }
 
 #[tokio::test]
 async fn sixteen_concurrent_writers_one_wins_nothing_lost() {
-    state_suite::concurrent_writers(&bucket()).await;
+    state_suite::concurrent_writers(&GcsBucket::new().await).await;
 }
 
 #[tokio::test]
 async fn second_locker_is_told_the_holder() {
-    state_suite::two_lockers(&bucket()).await;
+    state_suite::two_lockers(&GcsBucket::new().await).await;
 }
 
 #[tokio::test]
 async fn stale_lock_is_reported_and_force_unlocked_by_id_only() {
-    state_suite::stale_lock(&bucket()).await;
+    state_suite::stale_lock(&GcsBucket::new().await).await;
 }
 
 #[tokio::test]
 async fn corrupt_object_is_refused_and_left_untouched() {
-    state_suite::corrupt_object(&bucket()).await;
+    state_suite::corrupt_object(&GcsBucket::new().await).await;
 }
 
 #[tokio::test]
 async fn missing_bucket_is_a_clear_error() {
-    state_suite::missing_bucket(&bucket()).await;
+    state_suite::missing_bucket(&GcsBucket::new().await).await;
 }
 
 #[tokio::test]
 async fn binary_pushes_and_pulls_state() {
-    state_suite::cli_push_pull(&bucket()).await;
+    state_suite::cli_push_pull(&GcsBucket::new().await).await;
 }

@@ -1,13 +1,14 @@
-//! The state lock between real `flotilla` processes on one `s3://` state (moto's S3, started
-//! by `scripts/test`): a second apply is refused naming the holder, or waits with
-//! `--lock-timeout` and then runs; a killed holder's lock goes stale after its TTL and is
-//! removed by `force-unlock ID` alone.
+//! The state lock between real `flotilla` processes on one state, on each object store — S3 on
+//! moto, GCS on fake-gcs-server, Azure Blob on Azurite, all started by `scripts/test`: a second
+//! apply is refused naming the holder, or waits with `--lock-timeout` and then runs; a killed
+//! holder's lock goes stale after its TTL and is removed by `force-unlock ID` alone.
 //!
-//! The resources are made by the in-process fake provider (`FLOTILLA_FAKE_PROVIDER_DIR`), slowed
-//! down with its `sleep_ms` fault so that an apply holds the lock long enough to be seen; only
-//! the state lives on S3.
+//! Each scenario is written once over a [`Bucket`] and run on every store by the
+//! `on_every_store!` wrappers at the end. The resources are made by the in-process fake
+//! provider (`FLOTILLA_FAKE_PROVIDER_DIR`), slowed down with its `sleep_ms` fault so that an
+//! apply holds the lock long enough to be seen; only the state lives in the bucket.
 
-use flotilla_tests::s3::S3Bucket;
+use flotilla_tests::state_suite::Bucket;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,15 +21,19 @@ fleet "web" {
 }
 "#;
 
+/// The state object in the bucket, and its lock beside it.
+const STATE_KEY: &str = "fleet/state.json";
+const LOCK_KEY: &str = "fleet/state.json.lock";
+
 /// A fleet directory, a fake cloud inside it, and a state URL in a fresh bucket.
-struct Setup {
+struct Setup<B> {
     dir: tempfile::TempDir,
-    bucket: S3Bucket,
+    bucket: B,
     url: String,
 }
 
-impl Setup {
-    async fn new(sleep_ms: u64) -> Setup {
+impl<B: Bucket> Setup<B> {
+    fn new(bucket: B, sleep_ms: u64) -> Setup<B> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("main.hcl"), FLEET).unwrap();
         std::fs::create_dir(dir.path().join("cloud")).unwrap();
@@ -37,8 +42,7 @@ impl Setup {
             format!(r#"{{ "sleep_ms": {sleep_ms} }}"#),
         )
         .unwrap();
-        let bucket = S3Bucket::new().await;
-        let url = bucket.url("fleet/state.json");
+        let url = bucket.url(STATE_KEY);
         Setup { dir, bucket, url }
     }
 
@@ -80,7 +84,7 @@ impl Setup {
     async fn wait_for_lock(&self, holder: &mut Child) -> serde_json::Value {
         let start = Instant::now();
         loop {
-            if let Some(text) = self.bucket.get("fleet/state.json.lock").await {
+            if let Some(text) = self.lock_object().await {
                 return serde_json::from_str(&text).expect("the lock object is JSON");
             }
             if let Some(status) = holder.try_wait().unwrap() {
@@ -95,11 +99,11 @@ impl Setup {
     }
 
     async fn lock_object(&self) -> Option<String> {
-        self.bucket.get("fleet/state.json.lock").await
+        self.bucket.get_raw(LOCK_KEY).await
     }
 
     async fn serial(&self) -> u64 {
-        let text = self.bucket.get("fleet/state.json").await.expect("a state");
+        let text = self.bucket.get_raw(STATE_KEY).await.expect("a state");
         serde_json::from_str::<serde_json::Value>(&text).unwrap()["serial"]
             .as_u64()
             .unwrap()
@@ -114,9 +118,9 @@ fn finish(child: Child) -> Output {
     child.wait_with_output().expect("flotilla finishes")
 }
 
-#[tokio::test]
-async fn second_apply_names_the_holder_and_exits_1() {
-    let s = Setup::new(1_500).await;
+/// A second apply, while the first holds the lock, names the holder and exits 1.
+async fn second_apply_names_the_holder_and_exits_1(bucket: impl Bucket) {
+    let s = Setup::new(bucket, 1_500);
     let mut first = s.spawn(&["apply", "-y"], &[]);
     let lock = s.wait_for_lock(&mut first).await;
     assert_eq!(lock["operation"], "apply");
@@ -142,9 +146,9 @@ async fn second_apply_names_the_holder_and_exits_1() {
     assert!(s.serial().await > 0);
 }
 
-#[tokio::test]
-async fn second_apply_waits_with_lock_timeout_then_runs() {
-    let s = Setup::new(1_000).await;
+/// With `--lock-timeout`, a second apply waits for the first and then runs.
+async fn second_apply_waits_with_lock_timeout_then_runs(bucket: impl Bucket) {
+    let s = Setup::new(bucket, 1_000);
     let mut first = s.spawn(&["apply", "-y"], &[]);
     s.wait_for_lock(&mut first).await;
 
@@ -165,9 +169,10 @@ async fn second_apply_waits_with_lock_timeout_then_runs() {
     assert!(s.lock_object().await.is_none());
 }
 
-#[tokio::test]
-async fn killed_holder_goes_stale_and_only_its_id_unlocks() {
-    let s = Setup::new(60_000).await;
+/// A SIGKILLed holder leaves a lock that is reported stale after its TTL and that only
+/// `force-unlock` with its own id removes.
+async fn killed_holder_goes_stale_and_only_its_id_unlocks(bucket: impl Bucket) {
+    let s = Setup::new(bucket, 60_000);
     let mut first = s.spawn(&["apply", "-y"], &[("FLOTILLA_LOCK_TTL", "2s")]);
     let lock = s.wait_for_lock(&mut first).await;
     let id = lock["id"].as_str().unwrap().to_string();
@@ -216,4 +221,33 @@ async fn killed_holder_goes_stale_and_only_its_id_unlocks() {
 
     let plan = s.run(&["plan"]);
     assert_eq!(plan.status.code(), Some(0), "{}", stderr(&plan));
+}
+
+/// Runs every scenario above on one store: a module `$store` of `#[tokio::test]`s, each given
+/// a fresh bucket made by `$bucket` (an async expression).
+macro_rules! on_every_store {
+    ($($store:ident => $bucket:expr;)+) => {$(
+        mod $store {
+            #[tokio::test]
+            async fn second_apply_names_the_holder_and_exits_1() {
+                super::second_apply_names_the_holder_and_exits_1($bucket.await).await;
+            }
+
+            #[tokio::test]
+            async fn second_apply_waits_with_lock_timeout_then_runs() {
+                super::second_apply_waits_with_lock_timeout_then_runs($bucket.await).await;
+            }
+
+            #[tokio::test]
+            async fn killed_holder_goes_stale_and_only_its_id_unlocks() {
+                super::killed_holder_goes_stale_and_only_its_id_unlocks($bucket.await).await;
+            }
+        }
+    )+};
+}
+
+on_every_store! {
+    s3 => flotilla_tests::s3::S3Bucket::new();
+    gcs => flotilla_tests::gcs::GcsBucket::new();
+    azure => flotilla_tests::azurite::AzureContainer::new();
 }

@@ -96,12 +96,15 @@ fn execute(
             None => (State::empty(), None),
         };
         // Bare-metal hosts: probed facts, claims and host keys, for the plan and failover.
-        let config = super::hosts::probed_for_apply(
+        let mut probed = super::hosts::probed_for_apply(
             &config,
             &state,
             inputs.refresh,
             saved.as_ref().map(|(_, p)| p),
         )?;
+        // Host keys and facts go into state with the apply's first write.
+        let new_host_key = probed.record_into(&mut state);
+        let config = probed.config;
         let plan = match saved {
             Some((path, plan)) => {
                 // A plan made before the first apply names the lineage it will create.
@@ -131,9 +134,16 @@ fn execute(
                 // Apply carries out, and records, the plan made against the refreshed state.
                 let refreshed = super::plan::refresh(&config, state, inputs.refresh)?;
                 state = refreshed.state.clone();
-                let plan = plan::plan_refreshed(&config, &refreshed, &catalog, &options)?;
+                let mut plan = plan::plan_refreshed(&config, &refreshed, &catalog, &options)?;
+                plan.hosts = probed.notes;
                 crate::printer::stdout(&render::text(&plan, color))?;
                 if !plan.has_changes() {
+                    // Nothing to do, but a host key seen for the first time is kept, so it is
+                    // not trusted anew next time.
+                    if new_host_key {
+                        state.serial += 1;
+                        rt.block_on(store.write(&state, version.as_ref()))?;
+                    }
                     // As Terraform does, a no-op apply still shows the outputs.
                     if !plan.destroy {
                         print_outputs(&state.outputs)?;
@@ -578,7 +588,12 @@ impl Progress {
                 why,
                 to,
             } => self.line(&format!(
-                "{address}: no capacity for {} ({}: {}); trying {} at ${}/h",
+                "{address}: {} {} ({}: {}); trying {} at ${}/h",
+                if why.kind == flotilla_core::provider::FailureKind::Quota {
+                    "over quota, skipping the region of"
+                } else {
+                    "no capacity for"
+                },
                 offer_label(from),
                 why.code,
                 why.message,

@@ -1,8 +1,10 @@
 //! Bare-metal hosts before a plan: probe each declared host over SSH (hardware, claim, host
 //! key) and hand the planner plain data, so that a host's offer is what the machine really
 //! has, and a host that is unreachable, claimed by another state or shows a changed host key
-//! is no offer. What was found is printed with the plan: who holds a claimed host, why one
-//! could not be reached, and which host keys were trusted on first use.
+//! is no offer. Each host's facts are printed on stderr as they are found; what a reviewer must
+//! see (host keys trusted on first use, who holds a claimed host, why one could not be
+//! reached) goes into the plan itself as [`HostNote`]s, and what was learned of each host (its
+//! key and facts) into state's per-host records, written at apply.
 //!
 //! The probing itself lives in `flotilla-provider-baremetal`; core only receives
 //! [`flotilla_core::config::HostProbe`] values on the configuration's hosts.
@@ -10,37 +12,89 @@
 use flotilla_core::apply::fake;
 use flotilla_core::catalog::{Offer, ProviderKind};
 use flotilla_core::config::{Config, HostAvailability, HostFacts, HostProbe, LoadOptions};
-use flotilla_core::plan::Plan;
-use flotilla_core::state::State;
+use flotilla_core::plan::{HostNote, HostNoteKind, Plan};
+use flotilla_core::state::{HostRecord, State};
 use flotilla_provider_baremetal::ssh::SshError;
 use flotilla_provider_baremetal::{BaremetalProvider, HostReport};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// What probing the hosts gave.
+pub(crate) struct Probed {
+    /// The configuration with each host's probe filled in.
+    pub(crate) config: Config,
+    /// The plan's host report ([`Plan::hosts`]).
+    pub(crate) notes: Vec<HostNote>,
+    /// A fresh record for each host reached, by name, for state's `hosts` (apply writes them).
+    pub(crate) records: BTreeMap<String, HostRecord>,
+}
+
+impl Probed {
+    /// Nothing probed: `config` as it is.
+    fn unchanged(config: Config) -> Probed {
+        Probed {
+            config,
+            notes: Vec::new(),
+            records: BTreeMap::new(),
+        }
+    }
+
+    /// Folds the records into `state`; whether a host's key was recorded for the first time
+    /// (then the state is worth writing even when nothing else changes).
+    pub(crate) fn record_into(&mut self, state: &mut State) -> bool {
+        let mut new_key = false;
+        for (host, record) in std::mem::take(&mut self.records) {
+            new_key |= state
+                .hosts
+                .get(&host)
+                .is_none_or(|old| old.host_key != record.host_key);
+            state.hosts.insert(host, record);
+        }
+        new_key
+    }
+}
+
 /// `config` with each bare-metal host's probe filled in (unchanged when there are no hosts,
-/// when `refresh` is off, or under the test-only fake providers). Prints what it found.
-pub(crate) fn probed(config: &Config, state: &State, refresh: bool) -> anyhow::Result<Config> {
+/// when `refresh` is off, or under the test-only fake providers), the plan's host report,
+/// and the records to keep. Prints each host's facts on stderr.
+pub(crate) fn probed(config: &Config, state: &State, refresh: bool) -> anyhow::Result<Probed> {
     probed_for_apply(config, state, refresh, None)
 }
 
 /// Like [`probed`], for an apply of `saved`: a host the saved plan chose that is unreachable
 /// now stays a candidate, on the facts the plan saw, so that the executor tries it, gets a
-/// capacity error and fails over to the next offer, as it would for a cloud.
+/// capacity error and fails over to the next offer, as it would for a cloud. A host key the
+/// saved plan showed as new is the one trusted: a different key now is refused.
 pub(crate) fn probed_for_apply(
     config: &Config,
     state: &State,
     refresh: bool,
     saved: Option<&Plan>,
-) -> anyhow::Result<Config> {
+) -> anyhow::Result<Probed> {
     let mut config = config.clone();
     let Some(baremetal) = config.providers.baremetal.as_mut() else {
-        return Ok(config);
+        return Ok(Probed::unchanged(config));
     };
     if !refresh || std::env::var_os(fake::DIR_ENV).is_some() {
-        return Ok(config);
+        return Ok(Probed::unchanged(config));
     }
     let provider = BaremetalProvider::new(baremetal);
     provider.trust_state(state);
+    for note in saved.iter().flat_map(|p| &p.hosts) {
+        if note.kind == HostNoteKind::NewKey {
+            provider.known_hosts().remember(&note.host, &note.detail);
+        }
+    }
     let reports = super::plan::runtime()?.block_on(provider.probe_hosts());
+    let now = flotilla_core::state::rfc3339_now();
+    let notes = reports
+        .iter()
+        .filter_map(|r| r.note(&state.lineage))
+        .collect();
+    let records = reports
+        .iter()
+        .filter_map(|r| Some((r.host.clone(), r.record(&now)?)))
+        .collect();
     for (host, report) in baremetal.hosts.iter_mut().zip(&reports) {
         host.probe = report.probe(&state.lineage);
         if let (Err(SshError::Unreachable { .. }), Some(plan)) = (&report.result, saved)
@@ -65,7 +119,11 @@ pub(crate) fn probed_for_apply(
         }
     }
     crate::printer::info(&report_text(&reports, state));
-    Ok(config)
+    Ok(Probed {
+        config,
+        notes,
+        records,
+    })
 }
 
 /// The hosts section printed before a plan.
@@ -95,16 +153,11 @@ fn report_text(reports: &[HostReport], state: &State) -> String {
                     (_, Some(c)) => format!("held by this state's {}", c.address),
                     (_, None) => "free".to_string(),
                 };
+                // A new host key is in the plan's own host report, not here.
                 out.push_str(&format!(
                     "  {} ({}): {gpus}, {} vCPUs, {} memory, {} disk free, {}; {status}\n",
                     r.host, r.endpoint, f.vcpus, f.memory, f.disk_free, f.arch
                 ));
-                if p.first_contact {
-                    out.push_str(&format!(
-                        "    new host key {}: trusted on first use; recorded in state with the node placed on it\n",
-                        p.fingerprint
-                    ));
-                }
             }
         }
     }
@@ -112,9 +165,10 @@ fn report_text(reports: &[HostReport], state: &State) -> String {
 }
 
 /// For `flotilla offers`: the bare-metal hosts declared by the fleet files in the working
-/// directory, as offers on their probed facts (a host that cannot be reached is left out and
-/// said so on stderr; a claimed one is shown and its holder named). None when there are no
-/// fleet files or no hosts.
+/// directory, as offers on their probed facts. A host that cannot be reached is shown on the
+/// facts its state last recorded, saying they are cached and when (left out, and said so on
+/// stderr, when there are none); a claimed one is shown and its holder named. Empty when
+/// there are no fleet files or no hosts.
 pub(crate) fn offers_here() -> Vec<Offer> {
     let options = LoadOptions {
         dir: PathBuf::from("."),
@@ -129,15 +183,40 @@ pub(crate) fn offers_here() -> Vec<Offer> {
     if std::env::var_os(fake::DIR_ENV).is_some() {
         return Vec::new();
     }
-    let provider = BaremetalProvider::new(baremetal);
     let Ok(rt) = super::plan::runtime() else {
         return Vec::new();
     };
+    let state = state_here(&config, &rt);
+    let provider = BaremetalProvider::new(baremetal);
+    if let Some(state) = &state {
+        provider.trust_state(state);
+    }
     let reports = rt.block_on(provider.probe_hosts());
     let mut offers = Vec::new();
     for (host, report) in baremetal.hosts.iter().zip(&reports) {
-        match &report.result {
-            Err(e) => crate::printer::info(&format!("host `{}`: not offered: {e}", host.name)),
+        let facts = match &report.result {
+            Err(e @ SshError::Unreachable { .. }) => {
+                let cached = state
+                    .as_ref()
+                    .and_then(|s| s.hosts.get(&host.name))
+                    .and_then(|r| Some((r.facts.clone()?, r.probed_at.clone())));
+                let Some((facts, at)) = cached else {
+                    crate::printer::info(&format!(
+                        "host `{}`: not offered: {e}; no facts of it are cached in state",
+                        host.name
+                    ));
+                    continue;
+                };
+                crate::printer::info(&format!(
+                    "host `{}`: {e}; shown on its facts cached in state at {at}",
+                    host.name
+                ));
+                facts
+            }
+            Err(e) => {
+                crate::printer::info(&format!("host `{}`: not offered: {e}", host.name));
+                continue;
+            }
             Ok(p) => {
                 if let Some(c) = &p.claim {
                     crate::printer::info(&format!(
@@ -145,14 +224,27 @@ pub(crate) fn offers_here() -> Vec<Offer> {
                         host.name, c.lineage, c.address
                     ));
                 }
-                let mut h = host.clone();
-                h.probe = HostProbe {
-                    availability: HostAvailability::Available,
-                    facts: Some(p.facts.clone()),
-                };
-                offers.push(h.offer());
+                p.facts.clone()
             }
-        }
+        };
+        let mut h = host.clone();
+        h.probe = HostProbe {
+            availability: HostAvailability::Available,
+            facts: Some(facts),
+        };
+        offers.push(h.offer());
     }
     offers
+}
+
+/// The state the fleet files here name (`state { url }`, else `./flotilla.state.json`), read
+/// without the lock: `offers` only shows what it holds. `None` when there is none or it
+/// cannot be read (the offers are then shown without cached facts).
+fn state_here(config: &Config, rt: &tokio::runtime::Runtime) -> Option<State> {
+    let url = config
+        .state_url
+        .clone()
+        .unwrap_or_else(|| super::plan::DEFAULT_STATE_FILE.to_string());
+    let store = flotilla_state::open(&url).ok()?;
+    rt.block_on(store.read()).ok().flatten().map(|(s, _)| s)
 }

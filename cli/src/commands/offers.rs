@@ -5,9 +5,11 @@
 //! grammar, and their errors name the flag. A query that matches nothing is an answer, not a
 //! failure: it exits 0 and says which constraint emptied the list.
 //!
-//! `--refresh` first fetches live AWS offers (instance shapes and spot prices, for the regions
-//! of `--region` or of the fleet files here) into the offers cache, which `plan`, `apply` and
-//! `offers` then merge over the embedded snapshot (see [`cached_catalog`]). The cache is
+//! `--refresh` first fetches live offers into the offers cache, one file per provider: AWS
+//! instance shapes and spot prices from EC2, GCP machine and accelerator types from Compute
+//! Engine (priced by the embedded snapshot), for the regions of `--region` or of the fleet
+//! files here. `plan`, `apply` and `offers` then merge every cache over the embedded snapshot
+//! (see [`cached_catalog`]). The cache is
 //! replaced in one atomic rename only after every region answered, so a failed refresh leaves
 //! the previous cache exactly as it was.
 
@@ -320,22 +322,164 @@ fn unusable_cache(path: &Path, cause: anyhow::Error) -> anyhow::Error {
     ))
 }
 
-/// `--refresh`: fetch live AWS offers for the regions asked for and replace the AWS cache.
+/// `--refresh`: fetch live offers from each provider asked for (`--provider`, else those the
+/// fleet files here declare, else AWS) for the regions asked for, and replace each one's cache.
+/// Each provider's cache is written only after all of its regions answered.
 fn refresh(args: &OffersArgs) -> anyhow::Result<()> {
-    if !args.providers.is_empty() && !args.providers.iter().any(|p| p.eq_ignore_ascii_case("aws")) {
-        bail!(
-            "--refresh fetches live offers from AWS only (GCP and Azure are priced by the \
-             embedded snapshot); add --provider aws, or leave out --provider"
-        );
-    }
-    let (aws, regions) = refresh_targets(args)?;
+    let config = fleet_config_here(args)?;
+    let kinds = refresh_kinds(args, config.as_ref())?;
     let Some(dir) = cache_dir() else {
         bail!(
             "--refresh: no cache directory; set XDG_CACHE_HOME or HOME to where the offers \
              cache may be written"
         );
     };
-    let path = cache_file(&dir, ProviderKind::Aws);
+    for kind in kinds {
+        match kind {
+            ProviderKind::Aws => refresh_aws(args, config.as_ref(), &dir)?,
+            ProviderKind::Gcp => refresh_gcp(args, config.as_ref(), &dir)?,
+            // `refresh_kinds` lets only these two through.
+            other => bail!("--refresh cannot fetch live offers from {other}"),
+        }
+    }
+    Ok(())
+}
+
+/// The providers `--refresh` fetches: `--provider`s (AWS and GCP only), else the ones the fleet
+/// files here declare of those two, else AWS.
+fn refresh_kinds(
+    args: &OffersArgs,
+    config: Option<&flotilla_core::config::Config>,
+) -> anyhow::Result<Vec<ProviderKind>> {
+    let mut kinds = Vec::new();
+    for p in &args.providers {
+        let kind = ProviderKind::parse(&p.to_ascii_lowercase());
+        match kind {
+            Some(k @ (ProviderKind::Aws | ProviderKind::Gcp)) => {
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+            // An unknown name was already refused by `build_query`.
+            _ => bail!(
+                "--refresh fetches live offers from AWS and GCP only (Azure and bare-metal \
+                 hosts are priced by the embedded snapshot and the hosts' `price`); pass \
+                 --provider aws or --provider gcp, or leave out --provider"
+            ),
+        }
+    }
+    if kinds.is_empty()
+        && let Some(c) = config
+    {
+        if c.providers.aws.is_some() {
+            kinds.push(ProviderKind::Aws);
+        }
+        if c.providers.gcp.is_some() {
+            kinds.push(ProviderKind::Gcp);
+        }
+    }
+    if kinds.is_empty() {
+        kinds.push(ProviderKind::Aws);
+    }
+    Ok(kinds)
+}
+
+/// The fleet files in this directory, if there are any and they load. With `--region` they are
+/// only a source of settings (profile, project, endpoint): a mistake in them is a warning then,
+/// not a reason to refuse the refresh.
+fn fleet_config_here(args: &OffersArgs) -> anyhow::Result<Option<flotilla_core::config::Config>> {
+    let has_fleet_files = fs_err::read_dir(".")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.path().extension().is_some_and(|x| x == "hcl"))
+        })
+        .unwrap_or(false);
+    if !has_fleet_files {
+        return Ok(None);
+    }
+    let config_args = crate::args::ConfigArgs {
+        dir: PathBuf::from("."),
+        files: Vec::new(),
+        vars: Vec::new(),
+        var_files: Vec::new(),
+    };
+    match super::plan::load_config(&config_args) {
+        Ok(config) => Ok(Some(config)),
+        Err(e) if !args.regions.is_empty() => {
+            crate::printer::info(&format!(
+                "warning: ignoring the fleet files here, which do not load ({e}); run \
+                 `flotilla validate` to see why"
+            ));
+            Ok(None)
+        }
+        Err(e) => {
+            Err(e.context("--refresh reads the regions to refresh from the fleet files here"))
+        }
+    }
+}
+
+/// `--region`s (each once), else `declared`; an error naming the provider block when neither
+/// has any.
+fn refresh_regions(
+    args: &OffersArgs,
+    declared: Option<&Vec<String>>,
+    kind: ProviderKind,
+) -> anyhow::Result<Vec<String>> {
+    if !args.regions.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let mut regions = args.regions.clone();
+        regions.retain(|r| seen.insert(r.clone()));
+        return Ok(regions);
+    }
+    match declared {
+        Some(regions) if !regions.is_empty() => Ok(regions.clone()),
+        _ => bail!(
+            "--refresh: which {} regions? Pass --region R (repeatable), or run it in a \
+             directory whose fleet files declare provider \"{kind}\" {{ regions = [...] }}",
+            kind.as_str().to_ascii_uppercase()
+        ),
+    }
+}
+
+/// Writes one provider's refreshed offers as its cache (header and rows, atomically) and says
+/// so. The one place both providers' refreshes end, so their caches look alike.
+fn store_refresh(
+    dir: &Path,
+    kind: ProviderKind,
+    regions: &[String],
+    fetched_at: SystemTime,
+    source: String,
+    offers: &[Offer],
+    counted: &str,
+) -> anyhow::Result<()> {
+    let path = cache_file(dir, kind);
+    let header = CacheHeader {
+        provider: kind,
+        regions: regions.to_vec(),
+        fetched_at: rfc3339(fetched_at),
+        source,
+    };
+    write_atomically(dir, &path, &cache_text(&header, offers))?;
+    crate::printer::info(&format!(
+        "Refreshed {counted} in {}: wrote {} to {}.",
+        plural(regions.len(), "region", "regions"),
+        plural(offers.len(), "offer", "offers"),
+        path.display()
+    ));
+    Ok(())
+}
+
+/// `--refresh` for AWS: instance types and spot prices from EC2.
+fn refresh_aws(
+    args: &OffersArgs,
+    config: Option<&flotilla_core::config::Config>,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let aws = config
+        .and_then(|c| c.providers.aws.clone())
+        .unwrap_or_default();
+    let regions = refresh_regions(args, Some(&aws.regions), ProviderKind::Aws)?;
     let provider = flotilla_provider_aws::AwsProvider::new(&aws)?;
     let embedded = Catalog::embedded();
     crate::printer::info(&format!(
@@ -366,82 +510,108 @@ fn refresh(args: &OffersArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|e| !e.is_empty())
     });
-    let header = CacheHeader {
-        provider: ProviderKind::Aws,
-        regions: regions.clone(),
-        fetched_at: rfc3339(fetched_at),
-        source: format!(
+    let types: usize = fetched.regions.iter().map(|r| r.instance_types).sum();
+    let spot: usize = fetched.regions.iter().map(|r| r.spot_prices).sum();
+    store_refresh(
+        dir,
+        ProviderKind::Aws,
+        &regions,
+        fetched_at,
+        format!(
             "EC2 DescribeInstanceTypes and DescribeSpotPriceHistory{}; on-demand prices from \
              the embedded snapshot of {EMBEDDED_SNAPSHOT_DATE}",
             endpoint.map(|e| format!(" at {e}")).unwrap_or_default()
         ),
-    };
-    write_atomically(&dir, &path, &cache_text(&header, &fetched.offers))?;
-    let types: usize = fetched.regions.iter().map(|r| r.instance_types).sum();
-    let spot: usize = fetched.regions.iter().map(|r| r.spot_prices).sum();
-    crate::printer::info(&format!(
-        "Refreshed {} and {} in {}: wrote {} to {}.",
-        plural(types, "instance type", "instance types"),
-        plural(spot, "spot price", "spot prices"),
-        plural(regions.len(), "region", "regions"),
-        plural(fetched.offers.len(), "offer", "offers"),
-        path.display()
-    ));
-    Ok(())
+        &fetched.offers,
+        &format!(
+            "{} and {}",
+            plural(types, "instance type", "instance types"),
+            plural(spot, "spot price", "spot prices")
+        ),
+    )
 }
 
-/// The AWS provider settings and regions to refresh: `--region`s, else the fleet files' `provider
-/// "aws" { regions }` in this directory.
-fn refresh_targets(
+/// `--refresh` for GCP: machine and accelerator types of the regions' zones from Compute;
+/// prices from the embedded snapshot (said in the output and the cache header).
+fn refresh_gcp(
     args: &OffersArgs,
-) -> anyhow::Result<(flotilla_core::config::AwsProvider, Vec<String>)> {
-    let has_fleet_files = fs_err::read_dir(".")
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .any(|e| e.path().extension().is_some_and(|x| x == "hcl"))
-        })
-        .unwrap_or(false);
-    let aws = if has_fleet_files {
-        let config_args = crate::args::ConfigArgs {
-            dir: PathBuf::from("."),
-            files: Vec::new(),
-            vars: Vec::new(),
-            var_files: Vec::new(),
-        };
-        match super::plan::load_config(&config_args) {
-            Ok(config) => config.providers.aws,
-            // With --region the fleet files are only a source of settings (profile,
-            // endpoint): do not let an unrelated mistake in them block a refresh.
-            Err(e) if !args.regions.is_empty() => {
-                crate::printer::info(&format!(
-                    "warning: ignoring the fleet files here, which do not load ({e}); run \
-                     `flotilla validate` to see why"
-                ));
-                None
-            }
-            Err(e) => {
-                return Err(e.context("--refresh reads the AWS regions from the fleet files here"));
-            }
-        }
-    } else {
-        None
+    config: Option<&flotilla_core::config::Config>,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let Some(gcp) = config.and_then(|c| c.providers.gcp.clone()) else {
+        bail!(
+            "--refresh for GCP needs the project: run it in a directory whose fleet files \
+             declare provider \"gcp\" {{ project = \"...\" }}"
+        );
     };
-    let regions = if !args.regions.is_empty() {
-        let mut seen = std::collections::HashSet::new();
-        let mut regions = args.regions.clone();
-        regions.retain(|r| seen.insert(r.clone()));
-        regions
-    } else {
-        match &aws {
-            Some(block) if !block.regions.is_empty() => block.regions.clone(),
-            _ => bail!(
-                "--refresh: which AWS regions? Pass --region R (repeatable), or run it in a \
-                 directory whose fleet files declare provider \"aws\" {{ regions = [...] }}"
-            ),
-        }
-    };
-    Ok((aws.unwrap_or_default(), regions))
+    let regions = refresh_regions(args, Some(&gcp.regions), ProviderKind::Gcp)?;
+    let provider = flotilla_provider_gcp::GcpProvider::new(&gcp)
+        .map_err(|e| anyhow::anyhow!("provider \"gcp\": {e}"))?;
+    let embedded = Catalog::embedded();
+    crate::printer::info(&format!(
+        "Refreshing GCP offers in {}: machine and accelerator types from Compute Engine; \
+         prices from {} of {EMBEDDED_SNAPSHOT_DATE}.",
+        plural(regions.len(), "region", "regions"),
+        flotilla_provider_gcp::PRICE_SOURCE
+    ));
+    let fetched_at = SystemTime::now();
+    let fetched = super::plan::runtime()?
+        .block_on(flotilla_provider_gcp::fetch_offers(
+            &provider,
+            &regions,
+            &embedded,
+            |r| crate::printer::info(&gcp_region_line(r)),
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nhint: check the Google credentials (Application Default Credentials: \
+                 `gcloud auth application-default login` or GOOGLE_APPLICATION_CREDENTIALS), \
+                 the provider block's `project` and `endpoint` (or {}); the offers cache was \
+                 left as it was",
+                flotilla_provider_gcp::ENDPOINT_ENV
+            )
+        })?;
+    let endpoint = gcp.endpoint.clone().or_else(|| {
+        std::env::var(flotilla_provider_gcp::ENDPOINT_ENV)
+            .ok()
+            .filter(|e| !e.is_empty())
+    });
+    let types: usize = fetched.regions.iter().map(|r| r.machine_types).sum();
+    store_refresh(
+        dir,
+        ProviderKind::Gcp,
+        &regions,
+        fetched_at,
+        format!(
+            "Compute Engine machineTypes and acceleratorTypes of project {}{}; prices from {} \
+             of {EMBEDDED_SNAPSHOT_DATE}",
+            gcp.project,
+            endpoint.map(|e| format!(" at {e}")).unwrap_or_default(),
+            flotilla_provider_gcp::PRICE_SOURCE
+        ),
+        &fetched.offers,
+        &plural(types, "machine type", "machine types"),
+    )
+}
+
+/// `  us-central1: 3 zones, 40 machine types, 5 accelerator types, 52 offers (4 not offered
+/// any more: left out)`.
+fn gcp_region_line(r: &flotilla_provider_gcp::RegionOffers) -> String {
+    let mut line = format!(
+        "  {}: {}, {}, {}, {}",
+        r.region,
+        plural(r.zones, "zone", "zones"),
+        plural(r.machine_types, "machine type", "machine types"),
+        plural(r.accelerator_types, "accelerator type", "accelerator types"),
+        plural(r.offers, "offer", "offers"),
+    );
+    if r.unavailable > 0 {
+        line.push_str(&format!(
+            " ({} of the snapshot offered in no zone now: left out)",
+            plural(r.unavailable, "offer", "offers")
+        ));
+    }
+    line
 }
 
 /// `  us-east-1: 57 GPU instance types, 342 spot prices, 40 on-demand prices (17 types

@@ -61,14 +61,16 @@ pub(crate) fn make_plan(inputs: &PlanInputs, operation: &str) -> anyhow::Result<
     let store = flotilla_state::open(&url)?;
     let state = read_state(store.as_ref(), operation, inputs.lock_timeout)?;
     // Bare-metal hosts: probed facts, claims and host keys (see `hosts`).
-    let config = super::hosts::probed(&config, &state, inputs.refresh)?;
+    let probed = super::hosts::probed(&config, &state, inputs.refresh)?;
+    let config = probed.config;
     let options = PlanOptions {
         targets: inputs.targets.clone(),
         replace: inputs.replace.clone(),
         destroy: inputs.destroy,
     };
     let refreshed = refresh(&config, state, inputs.refresh)?;
-    let plan = plan::plan_refreshed(&config, &refreshed, &catalog, &options)?;
+    let mut plan = plan::plan_refreshed(&config, &refreshed, &catalog, &options)?;
+    plan.hosts = probed.notes;
     Ok(MadePlan { plan, config })
 }
 

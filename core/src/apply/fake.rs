@@ -45,6 +45,9 @@ pub struct FakeFaults {
     /// Offers with no capacity, each an instance type (`p5.48xlarge`), `region:type` or
     /// `region/zone:type`: `create_instance` answers `InsufficientInstanceCapacity`.
     pub capacity: Vec<String>,
+    /// Offers over quota, written as in `capacity`: `create_instance` answers
+    /// `QUOTA_EXCEEDED` ([`FailureKind::Quota`]) naming the quota `GPUS_ALL_REGIONS`.
+    pub quota: Vec<String>,
     /// The first N mutating calls (creates, updates, deletes) answer `RequestLimitExceeded`.
     pub throttle: u32,
     /// Addresses whose create or update answers `InvalidParameterValue` with this message.
@@ -298,7 +301,16 @@ impl FakeProvider {
     }
 
     fn no_capacity(&self, offer: &Offer, zone: &str) -> bool {
-        self.faults.capacity.iter().any(|c| {
+        Self::matches(&self.faults.capacity, offer, zone)
+    }
+
+    fn over_quota(&self, offer: &Offer, zone: &str) -> bool {
+        Self::matches(&self.faults.quota, offer, zone)
+    }
+
+    /// Whether one of `faults` (`type`, `region:type`, `region/zone:type`) names the offer.
+    fn matches(faults: &[String], offer: &Offer, zone: &str) -> bool {
+        faults.iter().any(|c| {
             *c == offer.instance_type
                 || *c == format!("{}:{}", offer.region, offer.instance_type)
                 || *c == format!("{}/{zone}:{}", offer.region, offer.instance_type)
@@ -440,6 +452,16 @@ impl Provider for FakeProvider {
                 .clone()
                 .or_else(|| (!offer.zone.is_empty()).then(|| offer.zone.clone()))
                 .unwrap_or_else(|| self.default_zone(&offer.region));
+            if self.over_quota(offer, &zone) {
+                return Err(ProviderError::new(
+                    FailureKind::Quota,
+                    "QUOTA_EXCEEDED",
+                    format!(
+                        "Quota 'GPUS_ALL_REGIONS' exceeded. Limit: 0.0 in region {}.",
+                        offer.region
+                    ),
+                ));
+            }
             if self.no_capacity(offer, &zone) {
                 return Err(ProviderError::new(
                     FailureKind::Capacity,

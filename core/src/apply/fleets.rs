@@ -137,6 +137,9 @@ struct Cluster {
 pub(super) struct Failover {
     /// Offers that answered a capacity error, with the answer.
     exhausted: HashMap<OfferKey, crate::provider::ProviderError>,
+    /// Provider+regions that answered a quota error, with the answer: every offer there is
+    /// passed over for the rest of the apply, since the quota is the region's.
+    over_quota: HashMap<(ProviderKind, String), crate::provider::ProviderError>,
     clusters: HashMap<String, Cluster>,
     /// Bare-metal hosts taken by a node (in state, planned, or failed over to).
     used_hosts: HashSet<String>,
@@ -180,7 +183,7 @@ impl Failover {
                 c.group = Some(Group::of(planned, planned_zone));
             }
         }
-        let exhausted = self.exhausted.get(&OfferKey::of(planned)).cloned();
+        let exhausted = self.exhausted_answer(planned);
         let moved = spec.cluster
             && self.clusters[&spec.name]
                 .group
@@ -211,12 +214,22 @@ impl Failover {
 
     /// What `offer` answered when it had no capacity, if it did.
     pub(super) fn exhausted_answer(&self, offer: &Offer) -> Option<crate::provider::ProviderError> {
-        self.exhausted.get(&OfferKey::of(offer)).cloned()
+        self.exhausted
+            .get(&OfferKey::of(offer))
+            .or_else(|| self.over_quota.get(&(offer.provider, offer.region.clone())))
+            .cloned()
     }
 
-    /// Records that `offer` had no capacity.
+    /// Records that `offer` had no capacity, or, for a [`FailureKind::Quota`] answer, that
+    /// its whole provider+region is over quota.
+    ///
+    /// [`FailureKind::Quota`]: crate::provider::FailureKind::Quota
     pub(super) fn exhausted(&mut self, offer: &Offer, why: &crate::provider::ProviderError) {
         self.exhausted.insert(OfferKey::of(offer), why.clone());
+        if why.kind == crate::provider::FailureKind::Quota {
+            self.over_quota
+                .insert((offer.provider, offer.region.clone()), why.clone());
+        }
     }
 
     /// The next-ranked offer for a node that may not take `tried`: eligible (its provider is
@@ -233,6 +246,9 @@ impl Failover {
         let eligible = |o: &Offer| {
             available(o.provider)
                 && !self.exhausted.contains_key(&OfferKey::of(o))
+                && !self
+                    .over_quota
+                    .contains_key(&(o.provider, o.region.clone()))
                 && !tried.iter().any(|t| OfferKey::of(t) == OfferKey::of(o))
                 && pin.is_none_or(|p| p.allows(o))
                 && (o.provider != ProviderKind::Baremetal
@@ -256,9 +272,11 @@ impl Failover {
                         c.abandoned.push(old);
                     }
                     c.group = Some(Group::of(&o, pin.map_or("", |p| p.zone.as_str())));
+                    // Field by field: `c` still borrows the clusters.
                     let why = tried.last().and_then(|t| {
                         self.exhausted
                             .get(&OfferKey::of(t))
+                            .or_else(|| self.over_quota.get(&(t.provider, t.region.clone())))
                             .map(|e| (t.clone(), e.clone()))
                     });
                     if why.is_some() {

@@ -297,7 +297,8 @@ async fn create_instance(
                 };
                 return Ok(done);
             }
-            Err(e) if e.kind == FailureKind::Capacity => {
+            // A quota error also rules out the rest of the offer's region (see `Failover`).
+            Err(e) if matches!(e.kind, FailureKind::Capacity | FailureKind::Quota) => {
                 let mut failover = lock(&shared.failover);
                 failover.exhausted(&offer, &e);
                 tried.push((offer.clone(), e.clone()));

@@ -20,6 +20,9 @@ aws,g6.xlarge,us-east-1,,nvidia,L4,1,24,4,16,false,0.805
 aws,g6.xlarge,us-west-2,,nvidia,L4,1,24,4,16,false,0.805
 aws,g6.2xlarge,us-east-1,,nvidia,L4,1,24,8,32,false,0.978
 aws,g6.2xlarge,us-west-2,,nvidia,L4,1,24,8,32,false,0.978
+gcp,a2-highgpu-1g,us-central1,,nvidia,A100,1,40,12,85,false,3.67
+gcp,a2-ultragpu-1g,us-central1,,nvidia,A100,1,80,12,170,false,5.07
+gcp,a2-highgpu-1g,us-east4,,nvidia,A100,1,40,12,85,false,5.50
 ";
 
 fn catalog() -> Catalog {
@@ -401,6 +404,67 @@ fleet "train" {{
     assert!(
         matches!(&done.status, OpStatus::Done { offer: Some(o), .. } if o.instance_type == "p5.48xlarge")
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_error_skips_the_rest_of_its_region() {
+    // us-central1's second offer ranks before us-east4's, but the quota is the region's:
+    // both nodes go to us-east4 without trying it.
+    let faults = FakeFaults {
+        quota: vec!["us-central1:a2-highgpu-1g".to_string()],
+        ..FakeFaults::default()
+    };
+    let mut run = Run::with(
+        FakeProvider::new(ProviderKind::Aws),
+        FakeProvider::new(ProviderKind::Gcp).with_faults(faults),
+    );
+    run.options.parallelism = 1;
+    let hcl = format!(
+        r#"{PROVIDERS}
+fleet "infer" {{
+  nodes     = 2
+  providers = ["gcp"]
+  resources {{ gpu = "A100:1" }}
+}}"#
+    );
+    let report = run.apply(&hcl).await;
+    assert!(report.is_success(), "{report:#?}");
+    let failovers = run.failovers();
+    assert_eq!(
+        failovers
+            .iter()
+            .map(|(a, from, code, to)| (a.as_str(), from.as_str(), code.as_str(), to.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (
+                "fleet.infer[0]",
+                "gcp a2-highgpu-1g us-central1",
+                "QUOTA_EXCEEDED",
+                "gcp a2-highgpu-1g us-east4"
+            ),
+            (
+                "fleet.infer[1]",
+                "gcp a2-highgpu-1g us-central1",
+                "QUOTA_EXCEEDED",
+                "gcp a2-highgpu-1g us-east4"
+            ),
+        ]
+    );
+    // The event carries the quota's name for the output.
+    assert!(
+        run.events().into_iter().any(|e| matches!(
+            e,
+            Event::FailedOver { why, .. }
+                if why.kind == crate::provider::FailureKind::Quota
+                    && why.message.contains("GPUS_ALL_REGIONS")
+        )),
+        "no quota failover event"
+    );
+    for i in 0..2 {
+        let n = run.state.get(&format!("fleet.infer[{i}]")).unwrap();
+        assert_eq!(n.region, "us-east4");
+        assert_eq!(n.offer.as_ref().unwrap().instance_type, "a2-highgpu-1g");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -24,7 +24,7 @@ mod tests;
 pub use csv_load::CatalogError;
 pub use query::{Query, format_price};
 pub use source::{
-    CACHE_HEADER_PREFIX, CacheHeader, CatalogSource, EMBEDDED_SNAPSHOT_DATE, SourceKind,
+    CACHE_HEADER_PREFIX, CacheAge, CacheHeader, CatalogSource, EMBEDDED_SNAPSHOT_DATE, SourceKind,
     age_seconds, age_text, cache_source, cache_text, csv_row, merge_cache, read_cache, rfc3339,
 };
 

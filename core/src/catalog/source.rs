@@ -66,6 +66,21 @@ pub struct CatalogSource {
     pub age_seconds: Option<u64>,
     /// How many offers it holds.
     pub offers: usize,
+    /// For a merge of several caches (one per provider), each cache with its own time and
+    /// age, in provider order; empty otherwise (left out of JSON then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caches: Vec<CacheAge>,
+}
+
+/// One cache of a merged catalog: its path, when it was fetched and its age.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheAge {
+    /// The cache file.
+    pub path: String,
+    /// When it was fetched, RFC 3339 UTC.
+    pub fetched_at: String,
+    /// Seconds from `fetched_at` to when the catalog was loaded.
+    pub age_seconds: u64,
 }
 
 /// The embedded snapshot with no offers counted: what a saved plan made before plans recorded
@@ -85,6 +100,7 @@ impl CatalogSource {
             fetched_at: Some(format!("{EMBEDDED_SNAPSHOT_DATE}T00:00:00Z")),
             age_seconds: None,
             offers,
+            caches: Vec::new(),
         }
     }
 
@@ -96,14 +112,25 @@ impl CatalogSource {
             fetched_at: None,
             age_seconds: None,
             offers,
+            caches: Vec::new(),
         }
     }
 
     /// The catalog in a few words, without the offer count: `embedded snapshot of 2026-05-20`,
-    /// `cache /home/me/.cache/flotilla/aws.csv, refreshed 3 hours ago`, `file offers.csv`.
+    /// `cache /home/me/.cache/flotilla/aws.csv, refreshed 3 hours ago`, `file offers.csv`;
+    /// several caches each with its age: `caches …/aws.csv (refreshed 3 hours ago), …/gcp.csv
+    /// (refreshed just now)`.
     pub fn label(&self) -> String {
         match self.kind {
             SourceKind::Embedded => format!("embedded snapshot of {EMBEDDED_SNAPSHOT_DATE}"),
+            SourceKind::Cache if self.caches.len() > 1 => {
+                let each: Vec<String> = self
+                    .caches
+                    .iter()
+                    .map(|c| format!("{} (refreshed {})", c.path, age_text(c.age_seconds)))
+                    .collect();
+                format!("caches {}", each.join(", "))
+            }
             SourceKind::Cache => {
                 let path = self.path.as_deref().unwrap_or("?");
                 match self.age_seconds {
@@ -281,12 +308,24 @@ pub fn cache_source(
         .iter()
         .filter_map(|(h, _)| Some((h.fetched_time("").ok()?, &h.fetched_at)))
         .min_by_key(|(t, _)| *t);
+    let each = caches
+        .iter()
+        .zip(paths)
+        .filter_map(|((h, _), path)| {
+            Some(CacheAge {
+                path: path.clone(),
+                fetched_at: h.fetched_at.clone(),
+                age_seconds: age_seconds(h.fetched_time("").ok()?, now),
+            })
+        })
+        .collect::<Vec<_>>();
     CatalogSource {
         kind: SourceKind::Cache,
         path: Some(paths.join(", ")),
         fetched_at: oldest.map(|(_, s)| s.clone()),
         age_seconds: oldest.map(|(t, _)| age_seconds(t, now)),
         offers,
+        caches: if each.len() > 1 { each } else { Vec::new() },
     }
 }
 
@@ -428,5 +467,29 @@ mod tests {
             CatalogSource::file("mine.csv", 1).describe(),
             "file mine.csv (1 offer)"
         );
+    }
+
+    #[test]
+    fn several_caches_are_each_named_with_their_age() {
+        let now = humantime::parse_rfc3339("2026-11-26T14:00:00Z").expect("a time");
+        let mut gcp = header(&["us-central1"]);
+        gcp.provider = ProviderKind::Gcp;
+        gcp.fetched_at = "2026-11-26T13:59:30Z".to_string();
+        let caches = [(header(&["us-east-1"]), Vec::new()), (gcp, Vec::new())];
+        let paths = ["/c/aws.csv".to_string(), "/c/gcp.csv".to_string()];
+        let source = cache_source(&caches, &paths, 10, now);
+        assert_eq!(
+            source.describe(),
+            "caches /c/aws.csv (refreshed 3 hours ago), /c/gcp.csv (refreshed just now) (10 offers)"
+        );
+        // The oldest decides the catalog's own age.
+        assert_eq!(source.age_seconds, Some(3 * 3600));
+        assert_eq!(source.caches.len(), 2);
+        assert_eq!(source.caches[1].age_seconds, 30);
+        let json = serde_json::to_value(&source).expect("serialises");
+        assert_eq!(json["caches"][1]["path"], "/c/gcp.csv");
+        // One cache keeps the one-cache form, and JSON without `caches`.
+        let one = cache_source(&caches[..1], &paths[..1], 10, now);
+        assert!(serde_json::to_value(&one).expect("serialises")["caches"].is_null());
     }
 }

@@ -211,6 +211,7 @@ pub(super) fn plan(
         cost,
         destroy: options.destroy,
         drift: Vec::new(),
+        hosts: Vec::new(),
     };
     super::graph::build(&plan)?;
     Ok(plan)

@@ -194,6 +194,53 @@ pub struct Plan {
     /// "Changed outside flotilla"). Empty when the plan was made without refresh.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<Drift>,
+    /// What probing the bare-metal hosts found worth a reviewer's eye, in host order: host
+    /// keys trusted on first use, and hosts not offered (unreachable, claimed by another
+    /// state, refused). Filled by the CLI, which probes; empty without bare-metal hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostNote>,
+}
+
+/// One line of the plan's bare-metal host report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostNote {
+    /// The host's name in the fleet files.
+    pub host: String,
+    /// What was found.
+    pub kind: HostNoteKind,
+    /// The fingerprint (`new_key`), the reason (`unreachable`, `refused`), or the holder,
+    /// `LINEAGE (ADDRESS)` (`claimed`).
+    pub detail: String,
+}
+
+/// What a [`HostNote`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostNoteKind {
+    /// First contact: the host key is trusted on first use, and recorded in state at apply.
+    NewKey,
+    /// No connection or no SSH handshake: not offered.
+    Unreachable,
+    /// Another state holds the host's claim: not offered.
+    Claimed,
+    /// Reached but not usable (a changed host key, a failed login, a foreign claim file):
+    /// not offered.
+    Refused,
+}
+
+impl HostNote {
+    /// The note as one line: `new host key for dgx-1: SHA256:…`.
+    pub fn message(&self) -> String {
+        let HostNote { host, kind, detail } = self;
+        match kind {
+            HostNoteKind::NewKey => format!(
+                "new host key for {host}: {detail} (trusted on first use; recorded in state at apply)"
+            ),
+            HostNoteKind::Unreachable => format!("{host} unreachable: {detail}, not offered"),
+            HostNoteKind::Claimed => format!("{host} is claimed by state {detail}, not offered"),
+            HostNoteKind::Refused => format!("{host} refused: {detail}, not offered"),
+        }
+    }
 }
 
 impl Plan {

@@ -21,11 +21,12 @@ use flotilla_core::catalog::{Offer, ProviderKind};
 use flotilla_core::config::{
     BaremetalProvider as BaremetalConfig, Host, HostAvailability, HostFacts, HostProbe,
 };
+use flotilla_core::plan::{HostNote, HostNoteKind};
 use flotilla_core::provider::{
     FailureKind, GatewayRequest, InstanceRequest, Observed, Ownership, Provider, ProviderError,
     VolumeRequest,
 };
-use flotilla_core::state::{BoxFuture, Resource, ResourceKind, State};
+use flotilla_core::state::{BoxFuture, HostRecord, Resource, ResourceKind, State};
 use serde_json::{Value, json};
 use ssh::{KnownHosts, Session, SshError, Target};
 use std::collections::BTreeMap;
@@ -83,6 +84,40 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// What the plan reports about this host, if anything: a key trusted on first use, or
+    /// why the host is not offered (for a state of `lineage`).
+    pub fn note(&self, lineage: &str) -> Option<HostNote> {
+        let (kind, detail) = match &self.result {
+            Err(e @ SshError::Unreachable { .. }) => (HostNoteKind::Unreachable, e.to_string()),
+            Err(e) => (HostNoteKind::Refused, e.to_string()),
+            Ok(p) => match self.probe(lineage).availability {
+                HostAvailability::ClaimedBy { lineage, address } => {
+                    (HostNoteKind::Claimed, format!("{lineage} ({address})"))
+                }
+                HostAvailability::Unreachable(why) => (HostNoteKind::Refused, why),
+                _ if p.first_contact => (HostNoteKind::NewKey, p.fingerprint.clone()),
+                _ => return None,
+            },
+        };
+        Some(HostNote {
+            host: self.host.clone(),
+            kind,
+            detail,
+        })
+    }
+
+    /// The record state keeps of this host after a successful probe at `now`: its key (the
+    /// recorded one, since a different key fails the probe) and facts. `None` when it was
+    /// not reached, so the record from an earlier run stays.
+    pub fn record(&self, now: &str) -> Option<HostRecord> {
+        let p = self.result.as_ref().ok()?;
+        Some(HostRecord {
+            host_key: p.fingerprint.clone(),
+            facts: Some(p.facts.clone()),
+            probed_at: now.to_string(),
+        })
+    }
+
     /// The plain data the planner reads, for a state of `lineage`: a host claimed by another
     /// state, unreachable or with a changed key is no offer.
     pub fn probe(&self, lineage: &str) -> HostProbe {
@@ -140,8 +175,12 @@ impl BaremetalProvider {
         &self.known
     }
 
-    /// Trusts the host keys recorded in `state` (the `host_key` of each bare-metal node).
+    /// Trusts the host keys recorded in `state`: its per-host records first, then the
+    /// `host_key` of each bare-metal node (older states kept keys only there).
     pub fn trust_state(&self, state: &State) {
+        for (host, record) in &state.hosts {
+            self.known.remember(host, &record.host_key);
+        }
         for r in &state.resources {
             remember_key(&self.known, r);
         }
@@ -482,6 +521,21 @@ fn unsupported(what: &str) -> ProviderError {
     )
 }
 
+/// Methods of [`Provider`] for what hosts do not have (volumes, gateways), each refused with
+/// [`unsupported`]: `refuse!("what": method(arg: Type, ...) -> Output; ...)`.
+macro_rules! refuse {
+    ($what:literal: $($method:ident($($arg:ident: $ty:ty),*) -> $out:ty;)*) => {
+        $(
+            fn $method<'a>(
+                &'a self,
+                $($arg: &'a $ty),*
+            ) -> BoxFuture<'a, Result<$out, ProviderError>> {
+                Box::pin(async { Err(unsupported($what)) })
+            }
+        )*
+    };
+}
+
 impl Provider for BaremetalProvider {
     fn kind(&self) -> ProviderKind {
         KIND
@@ -572,49 +626,16 @@ impl Provider for BaremetalProvider {
         })
     }
 
-    fn create_volume<'a>(
-        &'a self,
-        _request: &'a VolumeRequest,
-    ) -> BoxFuture<'a, Result<Resource, ProviderError>> {
-        Box::pin(async { Err(unsupported("volumes")) })
-    }
-
-    fn update_volume<'a>(
-        &'a self,
-        _volume: &'a Resource,
-        _request: &'a VolumeRequest,
-    ) -> BoxFuture<'a, Result<Resource, ProviderError>> {
-        Box::pin(async { Err(unsupported("volumes")) })
-    }
-
-    fn delete_volume<'a>(
-        &'a self,
-        _volume: &'a Resource,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async { Err(unsupported("volumes")) })
-    }
-
-    fn create_gateway<'a>(
-        &'a self,
-        _request: &'a GatewayRequest,
-    ) -> BoxFuture<'a, Result<Resource, ProviderError>> {
-        Box::pin(async { Err(unsupported("gateways")) })
-    }
-
-    fn update_gateway<'a>(
-        &'a self,
-        _gateway: &'a Resource,
-        _request: &'a GatewayRequest,
-    ) -> BoxFuture<'a, Result<Resource, ProviderError>> {
-        Box::pin(async { Err(unsupported("gateways")) })
-    }
-
-    fn delete_gateway<'a>(
-        &'a self,
-        _gateway: &'a Resource,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async { Err(unsupported("gateways")) })
-    }
+    refuse!("volumes":
+        create_volume(_request: VolumeRequest) -> Resource;
+        update_volume(_volume: Resource, _request: VolumeRequest) -> Resource;
+        delete_volume(_volume: Resource) -> ();
+    );
+    refuse!("gateways":
+        create_gateway(_request: GatewayRequest) -> Resource;
+        update_gateway(_gateway: Resource, _request: GatewayRequest) -> Resource;
+        delete_gateway(_gateway: Resource) -> ();
+    );
 
     fn find<'a>(
         &'a self,
@@ -790,5 +811,80 @@ mod tests {
         });
         assert_eq!(changed.kind, FailureKind::Other);
         assert!(changed.message.contains("SHA256:a") && changed.message.contains("SHA256:b"));
+    }
+
+    #[test]
+    fn the_plan_notes_new_keys_and_hosts_not_offered() {
+        let mut first = probed(None);
+        first.first_contact = true;
+        let note = report(Ok(first)).note("mine").expect("a new key is noted");
+        assert_eq!(
+            (note.kind, note.detail.as_str()),
+            (HostNoteKind::NewKey, "SHA256:x")
+        );
+        assert!(note.message().starts_with("new host key for dgx: SHA256:x"));
+        assert_eq!(report(Ok(probed(None))).note("mine"), None);
+        let theirs = report(Ok(probed(Some(claim("theirs")))))
+            .note("mine")
+            .expect("a claimed host is noted");
+        assert_eq!(theirs.kind, HostNoteKind::Claimed);
+        assert_eq!(
+            theirs.message(),
+            "dgx is claimed by state theirs (fleet.a[0]), not offered"
+        );
+        let down = report(Err(SshError::Unreachable {
+            host: "dgx".to_string(),
+            target: "10.0.0.1:22".to_string(),
+            reason: "refused".to_string(),
+        }));
+        assert_eq!(
+            down.note("mine").map(|n| n.kind),
+            Some(HostNoteKind::Unreachable)
+        );
+        let changed = report(Err(SshError::HostKeyChanged {
+            host: "dgx".to_string(),
+            expected: "SHA256:a".to_string(),
+            got: "SHA256:b".to_string(),
+        }))
+        .note("mine")
+        .expect("a changed key is noted");
+        assert_eq!(changed.kind, HostNoteKind::Refused);
+        assert!(changed.detail.contains("SHA256:a") && changed.detail.contains("SHA256:b"));
+    }
+
+    #[test]
+    fn only_reached_hosts_get_a_fresh_record() {
+        let record = report(Ok(probed(None)))
+            .record("2026-11-26T15:00:00Z")
+            .expect("a record");
+        assert_eq!(record.host_key, "SHA256:x");
+        assert_eq!(record.facts, Some(HostFacts::default()));
+        assert_eq!(record.probed_at, "2026-11-26T15:00:00Z");
+        let down = report(Err(SshError::Unreachable {
+            host: "dgx".to_string(),
+            target: "10.0.0.1:22".to_string(),
+            reason: "refused".to_string(),
+        }));
+        assert_eq!(down.record("now"), None);
+    }
+
+    #[test]
+    fn recorded_host_keys_are_trusted_for_hosts_without_nodes() {
+        let mut state = State::empty();
+        state.hosts.insert(
+            "spare".to_string(),
+            HostRecord {
+                host_key: "SHA256:spare".to_string(),
+                facts: None,
+                probed_at: String::new(),
+            },
+        );
+        let provider = BaremetalProvider::new(&BaremetalConfig::default())
+            .with_known_hosts(KnownHosts::default());
+        provider.trust_state(&state);
+        assert_eq!(
+            provider.known_hosts().get("spare").as_deref(),
+            Some("SHA256:spare")
+        );
     }
 }

@@ -33,7 +33,9 @@ pub enum SshError {
     #[error(
         "host `{host}`: the host key changed: state records {expected}, the server now shows {got}; \
          refusing to connect. If the host was really reinstalled, remove its node from state \
-         (`flotilla state rm`) or fix the key; otherwise someone may be intercepting the connection"
+         (`flotilla state rm ADDR`, if it holds one) and its entry under `hosts` in the state \
+         (`flotilla state pull`, edit, `flotilla state push`); otherwise someone may be \
+         intercepting the connection"
     )]
     HostKeyChanged {
         /// The host's name.
@@ -360,14 +362,7 @@ async fn authenticate(
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        let result = handle
-            .authenticate_publickey(
-                target.user.clone(),
-                PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash),
-            )
-            .await
-            .map_err(session_err)?;
-        if result.success() {
+        if offer_key(handle, target, key, rsa_hash).await? {
             return Ok(());
         }
         return Err(auth_failed(format!("identity file {}", path.display())));
@@ -394,14 +389,7 @@ async fn authenticate(
         let Ok(key) = russh::keys::load_secret_key(&path, None) else {
             continue;
         };
-        let result = handle
-            .authenticate_publickey(
-                target.user.clone(),
-                PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash),
-            )
-            .await
-            .map_err(session_err)?;
-        if result.success() {
+        if offer_key(handle, target, key, rsa_hash).await? {
             return Ok(());
         }
         tried.push(path.display().to_string());
@@ -413,6 +401,26 @@ async fn authenticate(
         ));
     }
     Err(auth_failed(tried.join(", ")))
+}
+
+/// Offers one private key; whether the server took it.
+async fn offer_key(
+    handle: &mut client::Handle<Verifier>,
+    target: &Target,
+    key: russh::keys::PrivateKey,
+    rsa_hash: Option<HashAlg>,
+) -> Result<bool, SshError> {
+    let result = handle
+        .authenticate_publickey(
+            target.user.clone(),
+            PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash),
+        )
+        .await
+        .map_err(|e| SshError::Session {
+            host: target.name.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(result.success())
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ pub(crate) fn from_sdk(e: google_cloud_compute_v1::Error) -> ProviderError {
             (FailureKind::Throttled, "rateLimitExceeded".to_string())
         }
         Some(403) if message.starts_with("Quota ") => {
-            (FailureKind::Capacity, "QUOTA_EXCEEDED".to_string())
+            (FailureKind::Quota, "QUOTA_EXCEEDED".to_string())
         }
         Some(400) if message.contains("already being used") => (
             FailureKind::Other,
@@ -183,8 +183,8 @@ pub(crate) enum Scope<'a> {
 
 /// Waits until the operation `op` (as the start call returned it) is `DONE`, polling its
 /// zone or region with backoff, and fails with its `error` when it has one. Capacity errors
-/// (`ZONE_RESOURCE_POOL_EXHAUSTED*`) and quota (`QUOTA_EXCEEDED`) are [`FailureKind::Capacity`],
-/// with the cloud's code and message.
+/// (`ZONE_RESOURCE_POOL_EXHAUSTED*`) are [`FailureKind::Capacity`] and quota (`QUOTA_EXCEEDED`)
+/// is [`FailureKind::Quota`], with the cloud's code and message.
 pub(crate) async fn wait(
     p: &GcpProvider,
     scope: Scope<'_>,
@@ -240,6 +240,89 @@ pub(crate) async fn wait(
     }
 }
 
+/// Every item of one paginated `aggregatedList` on the client `$client` whose scoped lists
+/// are called `$collection`, as (scope, item) pairs (`zones/us-central1-a`, the instance),
+/// all pages. `$filter` is an `Option<&str>`; further setters (`set_max_results(500_u32)`)
+/// follow it. A macro because each client is its own type with the same builder methods.
+macro_rules! aggregated {
+    ($p:expr, $client:ident, $collection:literal, $filter:expr $(, $setter:ident($arg:expr))*) => {
+        async {
+            let clients = $p.clients().await?;
+            let mut out: Vec<(String, serde_json::Value)> = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let mut req = clients
+                    .$client
+                    .aggregated_list()
+                    .set_project($p.project())
+                    $(.$setter($arg))*;
+                if let Some(f) = $filter {
+                    req = req.set_filter(f);
+                }
+                if let Some(t) = &token {
+                    req = req.set_page_token(t);
+                }
+                let page =
+                    $crate::api::json(&req.send().await.map_err($crate::api::from_sdk)?);
+                for (scope, v) in page["items"].as_object().into_iter().flatten() {
+                    for item in v[$collection].as_array().into_iter().flatten() {
+                        out.push((scope.clone(), item.clone()));
+                    }
+                }
+                token = $crate::instances::next_token(&page);
+                if token.is_none() {
+                    break Ok::<_, flotilla_core::provider::ProviderError>(out);
+                }
+            }
+        }
+    };
+}
+pub(crate) use aggregated;
+
+/// The oldest of `items` (by creation time, then name) in a zone of `region` that `keep`
+/// accepts: what a `find` adopts when an interrupted apply left more than one.
+pub(crate) fn oldest_in_region(
+    items: Vec<Value>,
+    region: &str,
+    keep: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    items
+        .into_iter()
+        .filter(|i| region_of(last(i["zone"].as_str().unwrap_or_default())) == region && keep(i))
+        .min_by(|a, b| {
+            (a["creationTimestamp"].as_str(), a["name"].as_str())
+                .cmp(&(b["creationTimestamp"].as_str(), b["name"].as_str()))
+        })
+}
+
+/// A `get`'s answer as JSON; `None` when Compute does not know the resource.
+pub(crate) fn found<T: Serialize>(
+    got: Result<T, google_cloud_compute_v1::Error>,
+) -> Result<Option<Value>, ProviderError> {
+    match got.map_err(from_sdk) {
+        Ok(v) => Ok(Some(json(&v))),
+        Err(e) if e.kind == FailureKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Finishes a delete that `started`: waits for its operation. Something already gone, when
+/// the delete starts or by the time its operation ends, counts as deleted.
+pub(crate) async fn deleted(
+    p: &GcpProvider,
+    scope: Scope<'_>,
+    started: Result<google_cloud_compute_v1::model::Operation, ProviderError>,
+) -> Result<(), ProviderError> {
+    match started {
+        Ok(op) => match wait(p, scope, op).await {
+            Err(e) if e.kind != FailureKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Err(e) if e.kind == FailureKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// The failure a `DONE` operation reports, if any: `error`, `httpErrorStatusCode` or
 /// `httpErrorMessage` (any of them makes it a failure, as the SDK's own `to_result` says).
 pub(crate) fn op_error(op: &Value) -> Option<ProviderError> {
@@ -261,11 +344,10 @@ pub(crate) fn op_error(op: &Value) -> Option<ProviderError> {
         .or_else(|| op["httpErrorMessage"].as_str())
         .unwrap_or("the operation failed")
         .to_string();
-    let kind = if code.starts_with("ZONE_RESOURCE_POOL_EXHAUSTED")
-        || code == "QUOTA_EXCEEDED"
-        || code == "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"
-    {
+    let kind = if code.starts_with("ZONE_RESOURCE_POOL_EXHAUSTED") {
         FailureKind::Capacity
+    } else if code == "QUOTA_EXCEEDED" {
+        FailureKind::Quota
     } else if status == Some(404) {
         FailureKind::NotFound
     } else {
@@ -499,7 +581,7 @@ mod tests {
         assert_eq!(e.code, "ZONE_RESOURCE_POOL_EXHAUSTED");
         let op = serde_json::json!({"status": "DONE", "error": {"errors": [{"code": "QUOTA_EXCEEDED", "message": "Quota 'GPUS' exceeded.", "errorDetails": [{"quotaInfo": {"metricName": "compute.googleapis.com/gpus"}}]}]}});
         let e = op_error(&op).unwrap();
-        assert_eq!(e.kind, FailureKind::Capacity);
+        assert_eq!(e.kind, FailureKind::Quota);
         assert!(e.message.contains("compute.googleapis.com/gpus"));
         assert!(op_error(&serde_json::json!({"status": "DONE"})).is_none());
         assert!(

@@ -8,9 +8,9 @@
 //! pools carry no labels, so ownership is written into their description.
 
 use crate::api::{self, Scope, from_sdk, other};
-use crate::{GcpProvider, gone, instances};
+use crate::{GcpProvider, gone};
 use flotilla_core::catalog::ProviderKind;
-use flotilla_core::provider::{FailureKind, GatewayRequest, Ownership, ProviderError};
+use flotilla_core::provider::{GatewayRequest, Ownership, ProviderError};
 use flotilla_core::state::{Resource, ResourceKind};
 use google_cloud_compute_v1::model;
 use serde_json::{Value, json};
@@ -265,14 +265,7 @@ async fn delete_part(
                 .await
         }
     };
-    match started.map_err(from_sdk) {
-        Ok(op) => match api::wait(p, Scope::Region(region), op).await {
-            Err(e) if e.kind != FailureKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-        Err(e) if e.kind == FailureKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+    api::deleted(p, Scope::Region(region), started.map_err(from_sdk)).await
 }
 
 /// The gateway made for `owner` in `region`, when all three parts exist.
@@ -482,20 +475,16 @@ macro_rules! getter {
             name: &str,
         ) -> Result<Option<Value>, ProviderError> {
             let clients = p.clients().await?;
-            match clients
-                .$client
-                .get()
-                .set_project(p.project())
-                .set_region(region)
-                .$setter(name)
-                .send()
-                .await
-                .map_err(from_sdk)
-            {
-                Ok(v) => Ok(Some(api::json(&v))),
-                Err(e) if e.kind == FailureKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            }
+            api::found(
+                clients
+                    .$client
+                    .get()
+                    .set_project(p.project())
+                    .set_region(region)
+                    .$setter(name)
+                    .send()
+                    .await,
+            )
         }
     };
 }
@@ -509,32 +498,8 @@ pub(crate) async fn aggregated_rules(
     p: &GcpProvider,
     filter: &str,
 ) -> Result<Vec<Value>, ProviderError> {
-    let clients = p.clients().await?;
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut req = clients
-            .forwarding_rules
-            .aggregated_list()
-            .set_project(p.project())
-            .set_filter(filter);
-        if let Some(t) = &token {
-            req = req.set_page_token(t);
-        }
-        let page = api::json(&req.send().await.map_err(from_sdk)?);
-        for scoped in page["items"].as_object().into_iter().flatten() {
-            out.extend(
-                scoped.1["forwardingRules"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-        token = instances::next_token(&page);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    let items = api::aggregated!(p, forwarding_rules, "forwardingRules", Some(filter)).await?;
+    Ok(items.into_iter().map(|(_, v)| v).collect())
 }
 
 /// Every target pool of the project matching `filter` (one paginated aggregatedList).
@@ -542,30 +507,6 @@ pub(crate) async fn aggregated_pools(
     p: &GcpProvider,
     filter: &str,
 ) -> Result<Vec<Value>, ProviderError> {
-    let clients = p.clients().await?;
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut req = clients
-            .target_pools
-            .aggregated_list()
-            .set_project(p.project())
-            .set_filter(filter);
-        if let Some(t) = &token {
-            req = req.set_page_token(t);
-        }
-        let page = api::json(&req.send().await.map_err(from_sdk)?);
-        for scoped in page["items"].as_object().into_iter().flatten() {
-            out.extend(
-                scoped.1["targetPools"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-        token = instances::next_token(&page);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    let items = api::aggregated!(p, target_pools, "targetPools", Some(filter)).await?;
+    Ok(items.into_iter().map(|(_, v)| v).collect())
 }

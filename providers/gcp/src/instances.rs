@@ -3,6 +3,7 @@
 //! zone in the offer's region; relabelled in place; detached and deleted; found by labels.
 
 use crate::api::{self, Scope, from_sdk, other};
+use crate::catalog::{TypeList, aggregated_types};
 use crate::{GcpProvider, gone};
 use flotilla_core::catalog::{Offer, ProviderKind};
 use flotilla_core::provider::{FailureKind, InstanceRequest, Ownership, ProviderError};
@@ -160,15 +161,15 @@ pub(crate) async fn create(
         };
         match api::wait(p, Scope::Zone(zone), op).await {
             Ok(_) => {}
-            // No room in this zone: the next one may have it. Quota is the region's, so it
-            // ends the offer at once.
-            Err(e) if e.kind == FailureKind::Capacity && e.code != "QUOTA_EXCEEDED" => {
+            // No room in this zone: the next one may have it.
+            Err(e) if e.kind == FailureKind::Capacity => {
                 exhausted.push(format!("{zone}: {}", e.message));
                 continue;
             }
-            Err(e) if e.code == "QUOTA_EXCEEDED" => {
+            // Quota is the region's: no other zone helps, and the executor skips the region.
+            Err(e) if e.kind == FailureKind::Quota => {
                 return Err(ProviderError::new(
-                    FailureKind::Capacity,
+                    FailureKind::Quota,
                     e.code,
                     format!("{region}: {}", e.message),
                 ));
@@ -354,46 +355,18 @@ pub(crate) async fn zones_for(
     if let Some(z) = p.lock_zones().get(&key) {
         return Ok(z.clone());
     }
-    let clients = p.clients().await?;
+    let in_region = |items: Vec<(String, Value)>| -> BTreeSet<String> {
+        items
+            .into_iter()
+            .map(|(zone, _)| zone)
+            .filter(|z| api::region_of(z) == region)
+            .collect()
+    };
     let filter = format!("name = \"{}\"", machine.machine_type);
-    let mut offered: BTreeSet<String> = BTreeSet::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut req = clients
-            .machine_types
-            .aggregated_list()
-            .set_project(p.project())
-            .set_filter(&filter);
-        if let Some(t) = &token {
-            req = req.set_page_token(t);
-        }
-        let page = api::json(&req.send().await.map_err(from_sdk)?);
-        offered.extend(scoped_zones(&page, "machineTypes", region));
-        token = next_token(&page);
-        if token.is_none() {
-            break;
-        }
-    }
+    let mut offered = in_region(aggregated_types(p, TypeList::Machine, Some(&filter)).await?);
     if let Some((accelerator, _)) = &machine.accelerator {
         let filter = format!("name = \"{accelerator}\"");
-        let mut with_gpu = BTreeSet::new();
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = clients
-                .accelerator_types
-                .aggregated_list()
-                .set_project(p.project())
-                .set_filter(&filter);
-            if let Some(t) = &token {
-                req = req.set_page_token(t);
-            }
-            let page = api::json(&req.send().await.map_err(from_sdk)?);
-            with_gpu.extend(scoped_zones(&page, "acceleratorTypes", region));
-            token = next_token(&page);
-            if token.is_none() {
-                break;
-            }
-        }
+        let with_gpu = in_region(aggregated_types(p, TypeList::Accelerator, Some(&filter)).await?);
         offered.retain(|z| with_gpu.contains(z));
     }
     let configured: Vec<String> = p
@@ -413,19 +386,6 @@ pub(crate) async fn zones_for(
     };
     p.lock_zones().insert(key, zones.clone());
     Ok(zones)
-}
-
-/// The zones of `region` whose scoped list under `key` is not empty, from an aggregated page.
-fn scoped_zones(page: &Value, key: &str, region: &str) -> Vec<String> {
-    page["items"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, v)| v[key].as_array().is_some_and(|a| !a.is_empty()))
-        .filter_map(|(scope, _)| scope.strip_prefix("zones/"))
-        .filter(|z| api::region_of(z) == region)
-        .map(str::to_string)
-        .collect()
 }
 
 /// The next page token of a list answer, if any.
@@ -495,20 +455,16 @@ pub(crate) async fn get(
     name: &str,
 ) -> Result<Option<Value>, ProviderError> {
     let clients = p.clients().await?;
-    match clients
-        .instances
-        .get()
-        .set_project(p.project())
-        .set_zone(zone)
-        .set_instance(name)
-        .send()
-        .await
-        .map_err(from_sdk)
-    {
-        Ok(i) => Ok(Some(api::json(&i))),
-        Err(e) if e.kind == FailureKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    api::found(
+        clients
+            .instances
+            .get()
+            .set_project(p.project())
+            .set_zone(zone)
+            .set_instance(name)
+            .send()
+            .await,
+    )
 }
 
 /// Waits until the instance runs.
@@ -797,20 +753,12 @@ pub(crate) async fn find(
     region: &str,
     owner: &Ownership,
 ) -> Result<Option<Resource>, ProviderError> {
-    let mut found: Vec<Value> = aggregated_instances(p, &api::owner_filter(owner))
-        .await?
-        .into_iter()
-        .filter(|i| {
-            api::region_of(api::last(i["zone"].as_str().unwrap_or_default())) == region
-                && owned(i, owner)
-                && LIVE.contains(&i["status"].as_str().unwrap_or_default())
-        })
-        .collect();
-    found.sort_by(|a, b| {
-        (a["creationTimestamp"].as_str(), a["name"].as_str())
-            .cmp(&(b["creationTimestamp"].as_str(), b["name"].as_str()))
-    });
-    let Some(keep) = found.into_iter().next() else {
+    let found = api::oldest_in_region(
+        aggregated_instances(p, &api::owner_filter(owner)).await?,
+        region,
+        |i| owned(i, owner) && LIVE.contains(&i["status"].as_str().unwrap_or_default()),
+    );
+    let Some(keep) = found else {
         return Ok(None);
     };
     let zone = api::last(keep["zone"].as_str().unwrap_or_default()).to_string();
@@ -826,33 +774,15 @@ pub(crate) async fn aggregated_instances(
     p: &GcpProvider,
     filter: &str,
 ) -> Result<Vec<Value>, ProviderError> {
-    let clients = p.clients().await?;
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut req = clients
-            .instances
-            .aggregated_list()
-            .set_project(p.project())
-            .set_filter(filter)
-            .set_max_results(500_u32);
-        if let Some(t) = &token {
-            req = req.set_page_token(t);
-        }
-        let page = api::json(&req.send().await.map_err(from_sdk)?);
-        for scoped in page["items"].as_object().into_iter().flatten() {
-            out.extend(
-                scoped.1["instances"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default(),
-            );
-        }
-        token = next_token(&page);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    let items = api::aggregated!(
+        p,
+        instances,
+        "instances",
+        Some(filter),
+        set_max_results(500_u32)
+    )
+    .await?;
+    Ok(items.into_iter().map(|(_, v)| v).collect())
 }
 
 /// An offer as far as Compute tells it (type, market, region); the executor completes it.

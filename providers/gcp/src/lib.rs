@@ -16,17 +16,22 @@
 //! - **Failures keep the cloud's code and message.** A `DONE` operation with `error` is a
 //!   failure (the SDK returns `Ok` for it); `ZONE_RESOURCE_POOL_EXHAUSTED*` moves to the
 //!   region's next zone and then, as a capacity failure, to the executor's next offer;
-//!   `QUOTA_EXCEEDED` is regional, so it fails the offer at once, naming the quota.
+//!   `QUOTA_EXCEEDED` is regional, so it fails the offer at once as
+//!   [`FailureKind::Quota`], naming the quota, and the executor skips the rest of the region.
+//! - **Offers**: [`fetch_offers`] lists the regions' machine and accelerator types for
+//!   `flotilla offers --refresh` (prices stay the embedded snapshot's, see [`PRICE_SOURCE`]).
 //! - **Refresh is batched**: one `aggregatedList` per project and lineage for instances,
 //!   disks, forwarding rules and target pools (paginated, filtered by label or name), instead
 //!   of one call per resource.
 
 mod api;
+mod catalog;
 mod gateways;
 mod instances;
 mod refresh;
 mod volumes;
 
+pub use catalog::{FetchedOffers, PRICE_SOURCE, RefreshError, RegionOffers, fetch_offers};
 use flotilla_core::catalog::ProviderKind;
 use flotilla_core::provider::{
     FailureKind, GatewayRequest, InstanceRequest, Observed, Ownership, Provider, ProviderError,

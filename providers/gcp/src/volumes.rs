@@ -4,7 +4,7 @@
 use crate::api::{self, Scope, from_sdk, other};
 use crate::{GcpProvider, gone, instances};
 use flotilla_core::catalog::ProviderKind;
-use flotilla_core::provider::{FailureKind, Ownership, ProviderError, VolumeRequest};
+use flotilla_core::provider::{Ownership, ProviderError, VolumeRequest};
 use flotilla_core::state::{Resource, ResourceKind};
 use google_cloud_compute_v1::model;
 use serde_json::{Value, json};
@@ -133,7 +133,7 @@ pub(crate) async fn update(
 pub(crate) async fn delete(p: &GcpProvider, volume: &Resource) -> Result<(), ProviderError> {
     let zone = volume.zone.as_str();
     let clients = p.clients().await?;
-    match clients
+    let started = clients
         .disks
         .delete()
         .set_project(p.project())
@@ -141,15 +141,8 @@ pub(crate) async fn delete(p: &GcpProvider, volume: &Resource) -> Result<(), Pro
         .set_disk(&volume.provider_id)
         .send()
         .await
-        .map_err(from_sdk)
-    {
-        Ok(op) => match api::wait(p, Scope::Zone(zone), op).await {
-            Err(e) if e.kind != FailureKind::NotFound => Err(e),
-            _ => Ok(()),
-        },
-        Err(e) if e.kind == FailureKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
+        .map_err(from_sdk);
+    api::deleted(p, Scope::Zone(zone), started).await
 }
 
 /// The disk labelled for `owner` in `region`, if any (the oldest, should there be several).
@@ -158,25 +151,18 @@ pub(crate) async fn find(
     region: &str,
     owner: &Ownership,
 ) -> Result<Option<Resource>, ProviderError> {
-    let mut found: Vec<Value> = aggregated_disks(p, &api::owner_filter(owner))
-        .await?
-        .into_iter()
-        .filter(|d| {
-            api::region_of(api::last(d["zone"].as_str().unwrap_or_default())) == region
-                && api::labelled_for(d, owner)
+    let found = api::oldest_in_region(
+        aggregated_disks(p, &api::owner_filter(owner)).await?,
+        region,
+        |d| {
+            api::labelled_for(d, owner)
                 && d["description"]
                     .as_str()
                     .is_none_or(|s| s == format!("flotilla {}", owner.address))
                 && d["status"].as_str() != Some("DELETING")
-        })
-        .collect();
-    found.sort_by(|a, b| {
-        (a["creationTimestamp"].as_str(), a["name"].as_str())
-            .cmp(&(b["creationTimestamp"].as_str(), b["name"].as_str()))
-    });
-    Ok(found
-        .first()
-        .map(|d| resource(d, &owner.address, &BTreeMap::new())))
+        },
+    );
+    Ok(found.map(|d| resource(&d, &owner.address, &BTreeMap::new())))
 }
 
 /// Every disk of the project matching `filter`, over all pages of one `disks.aggregatedList`.
@@ -184,28 +170,8 @@ pub(crate) async fn aggregated_disks(
     p: &GcpProvider,
     filter: &str,
 ) -> Result<Vec<Value>, ProviderError> {
-    let clients = p.clients().await?;
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let mut req = clients
-            .disks
-            .aggregated_list()
-            .set_project(p.project())
-            .set_filter(filter)
-            .set_max_results(500_u32);
-        if let Some(t) = &token {
-            req = req.set_page_token(t);
-        }
-        let page = api::json(&req.send().await.map_err(from_sdk)?);
-        for scoped in page["items"].as_object().into_iter().flatten() {
-            out.extend(scoped.1["disks"].as_array().cloned().unwrap_or_default());
-        }
-        token = instances::next_token(&page);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    let items = api::aggregated!(p, disks, "disks", Some(filter), set_max_results(500_u32)).await?;
+    Ok(items.into_iter().map(|(_, v)| v).collect())
 }
 
 /// The name of the instance it is attached to, if any.
@@ -260,20 +226,16 @@ pub(crate) async fn get(
     name: &str,
 ) -> Result<Option<Value>, ProviderError> {
     let clients = p.clients().await?;
-    match clients
-        .disks
-        .get()
-        .set_project(p.project())
-        .set_zone(zone)
-        .set_disk(name)
-        .send()
-        .await
-        .map_err(from_sdk)
-    {
-        Ok(d) => Ok(Some(api::json(&d))),
-        Err(e) if e.kind == FailureKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    api::found(
+        clients
+            .disks
+            .get()
+            .set_project(p.project())
+            .set_zone(zone)
+            .set_disk(name)
+            .send()
+            .await,
+    )
 }
 
 /// Waits until the disk can be attached.

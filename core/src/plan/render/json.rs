@@ -4,7 +4,7 @@
 //! form: the document's keys and their order are a promise, and renaming a field inside the
 //! planner must not break it. The required keys come first, in the design's order; the
 //! additional keys (`forces_replacement`, `notes`, `config_digest`, `catalog`, `catalog_source`,
-//! `destroy`, and `drift` when refresh found any) follow them. Costs are rounded to cents. Saved plan files (`plan --out`) are a different document:
+//! `destroy`, `drift` when refresh found any, and `hosts` when bare-metal hosts have notes) follow them. Costs are rounded to cents. Saved plan files (`plan --out`) are a different document:
 //! the whole [`Plan`] through serde.
 
 use super::cents;
@@ -51,11 +51,29 @@ pub fn json(plan: &Plan) -> String {
     if !plan.drift.is_empty() {
         doc.insert("drift".into(), drift(plan));
     }
+    if !plan.hosts.is_empty() {
+        doc.insert("hosts".into(), hosts(plan));
+    }
 
     let mut out =
         serde_json::to_string_pretty(&Value::Object(doc)).expect("a JSON value serialises");
     out.push('\n');
     out
+}
+
+/// `hosts`: the bare-metal host report, one entry per note in host order (docs/plan-json.md).
+fn hosts(plan: &Plan) -> Value {
+    plan.hosts
+        .iter()
+        .map(|n| {
+            j!({
+                "host": n.host,
+                "kind": n.kind,
+                "detail": n.detail,
+                "message": n.message(),
+            })
+        })
+        .collect()
 }
 
 /// `catalog_source`: which catalog priced the plan, as data (docs/plan-json.md).

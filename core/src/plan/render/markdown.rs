@@ -38,6 +38,7 @@ pub(super) fn markdown_within(plan: &Plan, limit: usize) -> String {
     let mut head = String::new();
     if !plan.has_changes() {
         head.push_str("**flotilla plan**: no changes. Your fleets match the configuration.\n");
+        hosts(&mut head, plan);
         drift(&mut head, plan);
         notes(&mut head, plan);
         return head;
@@ -53,6 +54,7 @@ pub(super) fn markdown_within(plan: &Plan, limit: usize) -> String {
         s.destroy
     );
     let _ = writeln!(head, "\n{}", catalog_line(plan));
+    hosts(&mut head, plan);
     drift(&mut head, plan);
     head.push('\n');
     head.push_str("| Action | Address | Kind | Reason | Offer | $/h |\n");
@@ -294,6 +296,18 @@ fn longest_backtick_run(s: &str) -> usize {
         }
     }
     longest
+}
+
+/// "Bare-metal hosts": one bullet per host note (a key trusted on first use, a host not
+/// offered). Nothing when there is none.
+fn hosts(out: &mut String, plan: &Plan) {
+    if plan.hosts.is_empty() {
+        return;
+    }
+    out.push_str("\n**Bare-metal hosts**\n\n");
+    for note in &plan.hosts {
+        let _ = writeln!(out, "- {}", inline(&note.message()));
+    }
 }
 
 /// "Changed outside flotilla": one bullet per resource refresh found deleted or changed, with

@@ -74,6 +74,7 @@ fn plan_with(changes: Vec<Change>) -> Plan {
         cost: Cost::default(),
         destroy: false,
         drift: Vec::new(),
+        hosts: Vec::new(),
     }
 }
 
@@ -1123,4 +1124,71 @@ fn snapshot_markdown_drift() {
 #[test]
 fn snapshot_json_drift() {
     insta::assert_snapshot!("json_drift", json(&with_drift()));
+}
+
+// "Bare-metal hosts": the probe's report, in all three renderings.
+
+fn with_hosts() -> Plan {
+    use crate::plan::{HostNote, HostNoteKind};
+    let mut plan = no_changes();
+    plan.hosts = vec![
+        HostNote {
+            host: "dgx-1".into(),
+            kind: HostNoteKind::NewKey,
+            detail: "SHA256:abc".into(),
+        },
+        HostNote {
+            host: "dgx-2".into(),
+            kind: HostNoteKind::Unreachable,
+            detail: "connection refused".into(),
+        },
+        HostNote {
+            host: "dgx-3".into(),
+            kind: HostNoteKind::Claimed,
+            detail: "1111-2222 (fleet.x[0])".into(),
+        },
+    ];
+    plan
+}
+
+#[test]
+fn text_shows_the_host_report() {
+    let out = text(&with_hosts(), false);
+    let section = "\
+Bare-metal hosts:
+  new host key for dgx-1: SHA256:abc (trusted on first use; recorded in state at apply)
+  dgx-2 unreachable: connection refused, not offered
+  dgx-3 is claimed by state 1111-2222 (fleet.x[0]), not offered
+";
+    assert!(out.contains(section), "{out}");
+    assert!(!text(&sample(), false).contains("Bare-metal hosts"));
+}
+
+#[test]
+fn markdown_shows_the_host_report() {
+    let out = markdown(&with_hosts());
+    assert!(out.contains("**Bare-metal hosts**"), "{out}");
+    assert!(
+        out.contains("- dgx-2 unreachable: connection refused, not offered"),
+        "{out}"
+    );
+    let mut changing = with_hosts();
+    changing.changes = sample().changes;
+    changing.summary = sample().summary;
+    assert!(markdown(&changing).contains("- new host key for dgx-1: SHA256:abc"));
+    assert!(!markdown(&sample()).contains("Bare-metal hosts"));
+}
+
+#[test]
+fn json_lists_the_host_report_only_when_there_is_one() {
+    let doc: Value = serde_json::from_str(&json(&with_hosts())).expect("JSON");
+    assert_eq!(doc["hosts"][0]["kind"], "new_key");
+    assert_eq!(doc["hosts"][0]["detail"], "SHA256:abc");
+    assert_eq!(doc["hosts"][2]["kind"], "claimed");
+    assert_eq!(
+        doc["hosts"][1]["message"],
+        "dgx-2 unreachable: connection refused, not offered"
+    );
+    let none: Value = serde_json::from_str(&json(&sample())).expect("JSON");
+    assert!(none.get("hosts").is_none());
 }

@@ -39,6 +39,7 @@ pub fn text(plan: &Plan, color: bool) -> String {
         out.push_str("This is a destroy plan: every resource in the state will be destroyed.\n");
     }
     out.push('\n');
+    hosts(&mut out, plan);
     drift(&mut out, &p, plan);
 
     let changing: Vec<&Change> = plan
@@ -95,6 +96,19 @@ pub fn text(plan: &Plan, color: bool) -> String {
         s.destroy
     );
     out
+}
+
+/// "Bare-metal hosts": keys trusted on first use and hosts not offered, before the actions,
+/// so a reviewer checks a new fingerprint before approving. Nothing when there is no note.
+fn hosts(out: &mut String, plan: &Plan) {
+    if plan.hosts.is_empty() {
+        return;
+    }
+    out.push_str("Bare-metal hosts:\n");
+    for note in &plan.hosts {
+        let _ = writeln!(out, "  {}", note.message());
+    }
+    out.push('\n');
 }
 
 /// "Changed outside flotilla": what refresh found, before the actions that correct it (as
