@@ -485,16 +485,7 @@ impl Provider for FakeProvider {
             attributes.insert("spot".to_string(), Value::from(offer.spot));
             attributes.insert("tags".to_string(), tags_value(&request.tags));
             attributes.insert("disk_gib".to_string(), Value::from(request.disk_gib));
-            attributes.insert(
-                "volumes".to_string(),
-                Value::from(
-                    request
-                        .volumes
-                        .iter()
-                        .map(|v| v.provider_id.clone())
-                        .collect::<Vec<_>>(),
-                ),
-            );
+            attributes.insert("volumes".to_string(), provider_ids(&request.volumes));
             if let Some(pg) = &request.placement_group {
                 attributes.insert("placement_group".to_string(), Value::from(pg.clone()));
             }
@@ -532,16 +523,8 @@ impl Provider for FakeProvider {
                     .insert("tags".to_string(), tags_value(&request.tags));
                 // What a node adopted after a crash before its attach is missing.
                 if !request.volumes.is_empty() {
-                    r.attributes.insert(
-                        "volumes".to_string(),
-                        Value::from(
-                            request
-                                .volumes
-                                .iter()
-                                .map(|v| v.provider_id.clone())
-                                .collect::<Vec<_>>(),
-                        ),
-                    );
+                    r.attributes
+                        .insert("volumes".to_string(), provider_ids(&request.volumes));
                 }
             })
         })
@@ -646,16 +629,7 @@ impl Provider for FakeProvider {
                 "dns_name".to_string(),
                 Value::from(format!("{id}.fake.example")),
             );
-            attributes.insert(
-                "target_ids".to_string(),
-                Value::from(
-                    request
-                        .targets
-                        .iter()
-                        .map(|t| t.provider_id.clone())
-                        .collect::<Vec<_>>(),
-                ),
-            );
+            attributes.insert("target_ids".to_string(), provider_ids(&request.targets));
             let resource = Resource {
                 address: request.owner.address.clone(),
                 kind: ResourceKind::Gateway,
@@ -682,16 +656,8 @@ impl Provider for FakeProvider {
                 .await?;
             self.injected_failure(&gateway.address)?;
             self.change(gateway, |r| {
-                r.attributes.insert(
-                    "target_ids".to_string(),
-                    Value::from(
-                        request
-                            .targets
-                            .iter()
-                            .map(|t| t.provider_id.clone())
-                            .collect::<Vec<_>>(),
-                    ),
-                );
+                r.attributes
+                    .insert("target_ids".to_string(), provider_ids(&request.targets));
             })
         })
     }
@@ -898,4 +864,14 @@ impl StateStore for MemoryStore {
             Ok(version)
         })
     }
+}
+
+/// The cloud ids of `resources`, as the fake records attached volumes and gateway targets.
+fn provider_ids(resources: &[Resource]) -> Value {
+    Value::from(
+        resources
+            .iter()
+            .map(|r| r.provider_id.clone())
+            .collect::<Vec<_>>(),
+    )
 }
