@@ -232,8 +232,10 @@ pub(crate) struct OffersArgs {
     /// Use this catalog CSV instead of the offers cache and the embedded snapshot.
     #[arg(long, value_name = "FILE")]
     pub(crate) catalog: Option<PathBuf>,
-    /// First fetch live AWS offers (instance types, spot prices) for `--region`s, else the
-    /// fleet files' `provider "aws" { regions }` here, into the offers cache.
+    /// First fetch live offers into the offers cache, for `--provider` (else every cloud
+    /// with a provider block here, else AWS) and `--region`s (else the provider blocks'
+    /// regions): AWS instance types and spot prices, GCP machine and accelerator types with
+    /// Cloud Billing prices, Azure prices from the public Retail Prices API.
     #[arg(long)]
     pub(crate) refresh: bool,
 }

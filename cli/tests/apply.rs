@@ -3,9 +3,6 @@
 //! JSON file in a temp directory: applies converge, confirmation is required, saved plans are
 //! applied exactly or refused untouched, failures are summarised and failovers reported.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-
 const FLEET: &str = r#"
 provider "aws" { regions = ["us-east-1", "us-west-2"] }
 volume "data" { size = "100GB" }
@@ -18,72 +15,19 @@ fleet "web" {
 gateway "api" { targets = [fleet.web] }
 "#;
 
-/// A temp dir with the fleet file; the fake cloud lives in `cloud/` inside it.
-struct Project {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::{Project, stderr, stdout};
+use std::process::{Command, Stdio};
 
-impl Project {
-    fn new(hcl: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("main.hcl"), hcl).unwrap();
-        std::fs::create_dir(dir.path().join("cloud")).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cloud(&self) -> PathBuf {
-        self.path().join("cloud")
-    }
-
-    fn faults(&self, json: &str) {
-        std::fs::write(self.cloud().join("faults.json"), json).unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-        c.env_remove("NO_COLOR");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("FLOTILLA_VAR_") {
-                c.env_remove(k);
-            }
-        }
-        c.env("FLOTILLA_FAKE_PROVIDER_DIR", self.cloud());
-        c.arg(args[0]).arg("-C").arg(self.path()).args(&args[1..]);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("flotilla runs")
-    }
-
-    /// The fake cloud's resources (one JSON file each).
-    fn resources(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.cloud())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("aws-"))
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn state(&self) -> Option<serde_json::Value> {
-        let text = std::fs::read_to_string(self.path().join("flotilla.state.json")).ok()?;
-        Some(serde_json::from_str(&text).unwrap())
-    }
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// The fake cloud's AWS resources (one JSON file each).
+fn resources(p: &Project) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(p.cloud())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("aws-"))
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]
@@ -95,7 +39,7 @@ fn apply_then_plan_has_no_changes() {
     let err = stderr(&o);
     assert!(err.contains("fleet.web[0]: creating…"), "{err}");
     assert!(err.contains("fleet.web[0]: created in "), "{err}");
-    assert_eq!(p.resources().len(), 5);
+    assert_eq!(resources(&p).len(), 5);
     let state = p.state().unwrap();
     assert_eq!(state["resources"].as_array().unwrap().len(), 5);
 
@@ -105,7 +49,7 @@ fn apply_then_plan_has_no_changes() {
     let o = p.run(&["apply"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("No changes."));
-    assert_eq!(p.resources().len(), 5);
+    assert_eq!(resources(&p).len(), 5);
 }
 
 #[test]
@@ -120,7 +64,7 @@ fn without_a_terminal_apply_needs_yes() {
         "{}",
         stderr(&o)
     );
-    assert!(p.resources().is_empty());
+    assert!(resources(&p).is_empty());
     assert!(p.state().is_none());
     let o = p.run(&["destroy"]);
     assert!(
@@ -157,7 +101,7 @@ fn a_saved_plan_made_stale_by_another_apply_is_refused() {
     let o = p.run(&["apply", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let before_state = p.state().unwrap();
-    let before_cloud = p.resources();
+    let before_cloud = resources(&p);
 
     let o = p.run(&["apply", plan.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
@@ -168,7 +112,7 @@ fn a_saved_plan_made_stale_by_another_apply_is_refused() {
         "{err}"
     );
     assert_eq!(p.state().unwrap(), before_state);
-    assert_eq!(p.resources(), before_cloud);
+    assert_eq!(resources(&p), before_cloud);
 }
 
 #[test]
@@ -193,7 +137,7 @@ fn a_saved_plan_is_refused_when_the_configuration_changed() {
         "{}",
         stderr(&o)
     );
-    assert!(p.resources().is_empty());
+    assert!(resources(&p).is_empty());
     assert!(p.state().is_none());
 }
 
@@ -209,7 +153,7 @@ fn destroy_leaves_nothing() {
         stdout(&o)
     );
     assert!(stderr(&o).contains("gateway.api: destroying…"));
-    assert!(p.resources().is_empty(), "{:?}", p.resources());
+    assert!(resources(&p).is_empty(), "{:?}", resources(&p));
     assert_eq!(p.state().unwrap()["resources"], serde_json::json!([]));
     let o = p.run(&["plan", "--destroy", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0));
@@ -273,37 +217,80 @@ fn a_failure_is_summarised_and_exits_1() {
 }
 
 #[test]
-fn a_provider_without_an_implementation_is_refused_before_anything_changes() {
+fn an_azure_fleet_gets_its_region_network_first_and_loses_it_last() {
     let p = Project::new(
         r#"
 provider "azure" {
   subscription_id = "00000000-0000-0000-0000-000000000000"
   resource_group  = "gpu"
+  regions         = ["eastus"]
 }
 fleet "web" {
+  nodes     = 2
+  providers = ["azure"]
   resources { gpu = "T4:1" }
 }
 "#,
     );
-    let o = p
-        .command(&["apply", "-y"])
-        .env_remove("FLOTILLA_FAKE_PROVIDER_DIR")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    let o = p.run(&["plan"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
     assert!(
-        stderr(&o).contains("error: provider `azure` cannot apply yet in this build"),
-        "{}",
-        stderr(&o)
+        out.contains("+ network \"network.azure.eastus\" {"),
+        "{out}"
     );
-    assert!(p.state().is_none());
-    // Plans still work.
-    let o = p
-        .command(&["plan"])
-        .env_remove("FLOTILLA_FAKE_PROVIDER_DIR")
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    assert!(
+        out.contains("azure nodes in eastus need a network"),
+        "{out}"
+    );
+
+    let o = p.run(&["apply", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let state = p.state().unwrap();
+    let addresses: Vec<&str> = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["address"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        addresses,
+        ["fleet.web[0]", "fleet.web[1]", "network.azure.eastus"]
+    );
+    let azure_files = || {
+        std::fs::read_dir(p.cloud())
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("azure-")
+            })
+            .count()
+    };
+    assert_eq!(azure_files(), 3);
+    let node = state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == "fleet.web[0]")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        node["dependencies"],
+        serde_json::json!(["network.azure.eastus"])
+    );
+    let o = p.run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+
+    // The fake refuses to delete a network while a node is in it.
+    let o = p.run(&["destroy", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(azure_files(), 0);
+    assert!(
+        p.state().unwrap()["resources"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -413,5 +400,5 @@ fleet "web" {
     // What finished is both in the cloud and in the state; nothing was orphaned.
     let recorded = p.state().unwrap()["resources"].as_array().unwrap().len();
     assert!((1..6).contains(&recorded), "{recorded} recorded: {seen}");
-    assert_eq!(p.resources().len(), recorded);
+    assert_eq!(resources(&p).len(), recorded);
 }

@@ -5,8 +5,7 @@
 //! refreshed fails the plan with a hint; apply records and prints the outputs.
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
 
 const FLEET: &str = r#"
 provider "aws" { regions = ["us-east-1", "us-west-2"] }
@@ -22,89 +21,43 @@ output "endpoint" { value = gateway.api.dns_name }
 output "ips" { value = fleet.web.private_ips }
 "#;
 
-struct Project {
-    dir: tempfile::TempDir,
+mod common;
+use common::{Project, stderr, stdout};
+
+/// The provider id state records for `address`.
+fn id_of(p: &Project, address: &str) -> String {
+    state(p)["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == address)
+        .unwrap_or_else(|| panic!("{address} in state"))["provider_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
-impl Project {
-    fn new(hcl: &str) -> Project {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("main.hcl"), hcl).unwrap();
-        std::fs::create_dir(dir.path().join("cloud")).unwrap();
-        Project { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cloud(&self) -> PathBuf {
-        self.path().join("cloud")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_flotilla"));
-        c.env_remove("NO_COLOR");
-        for (k, _) in std::env::vars() {
-            if k.starts_with("FLOTILLA_VAR_") || k.starts_with("AWS_") {
-                c.env_remove(k);
-            }
-        }
-        c.env_remove("FLOTILLA_STATE");
-        c.env("FLOTILLA_FAKE_PROVIDER_DIR", self.cloud());
-        c.arg(args[0]).arg("-C").arg(self.path()).args(&args[1..]);
-        c.stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("flotilla runs")
-    }
-
-    fn state(&self) -> Value {
-        let text = std::fs::read_to_string(self.path().join("flotilla.state.json")).unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
-
-    /// The provider id state records for `address`.
-    fn id_of(&self, address: &str) -> String {
-        self.state()["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["address"] == address)
-            .unwrap_or_else(|| panic!("{address} in state"))["provider_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    /// The fake cloud's file for the resource with this provider id.
-    fn record(&self, provider_id: &str) -> PathBuf {
-        std::fs::read_dir(self.cloud())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| {
-                std::fs::read_to_string(p)
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                    .is_some_and(|v| v["resource"]["provider_id"] == provider_id)
-            })
-            .unwrap_or_else(|| panic!("a fake record for {provider_id}"))
-    }
-
-    fn applied(&self) {
-        let o = self.run(&["apply", "-y"]);
-        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    }
+/// The fake cloud's file for the resource with this provider id.
+fn fake_record(p: &Project, provider_id: &str) -> PathBuf {
+    std::fs::read_dir(p.cloud())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|path| {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .is_some_and(|v| v["resource"]["provider_id"] == provider_id)
+        })
+        .unwrap_or_else(|| panic!("a fake record for {provider_id}"))
 }
 
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
+fn applied(p: &Project) {
+    let o = p.run(&["apply", "-y"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+fn state(p: &Project) -> Value {
+    p.state().expect("a state file")
 }
 
 #[test]
@@ -112,7 +65,7 @@ fn apply_records_and_prints_the_outputs() {
     let p = Project::new(FLEET);
     let o = p.run(&["apply", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let state = p.state();
+    let state = state(&p);
     let dns = state["resources"]
         .as_array()
         .unwrap()
@@ -154,9 +107,9 @@ fn apply_records_and_prints_the_outputs() {
 #[test]
 fn an_instance_deleted_outside_is_reported_and_recreated() {
     let p = Project::new(FLEET);
-    p.applied();
-    let old = p.id_of("fleet.web[1]");
-    let record = p.record(&old);
+    applied(&p);
+    let old = id_of(&p, "fleet.web[1]");
+    let record = fake_record(&p, &old);
     let old_token = serde_json::from_str::<Value>(&std::fs::read_to_string(&record).unwrap())
         .unwrap()["token"]
         .clone();
@@ -198,16 +151,15 @@ fn an_instance_deleted_outside_is_reported_and_recreated() {
         "{}",
         stdout(&o)
     );
-    let new = p.id_of("fleet.web[1]");
+    let new = id_of(&p, "fleet.web[1]");
     assert_ne!(new, old);
     // The new node was made with another idempotency token than the lost one.
-    let new_token = serde_json::from_str::<Value>(
-        &std::fs::read_to_string(p.record(&new)).unwrap(),
-    )
-    .unwrap()["token"]
-        .clone();
+    let new_token =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(fake_record(&p, &new)).unwrap())
+            .unwrap()["token"]
+            .clone();
     assert_ne!(new_token, old_token);
-    assert_eq!(p.state()["generations"]["fleet.web[1]"], 1);
+    assert_eq!(state(&p)["generations"]["fleet.web[1]"], 1);
 
     let o = p.run(&["plan", "--detailed-exitcode"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
@@ -216,8 +168,8 @@ fn an_instance_deleted_outside_is_reported_and_recreated() {
 #[test]
 fn tags_changed_outside_are_put_back() {
     let p = Project::new(FLEET);
-    p.applied();
-    let record = p.record(&p.id_of("fleet.web[0]"));
+    applied(&p);
+    let record = fake_record(&p, &id_of(&p, "fleet.web[0]"));
     let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
     doc["resource"]["attributes"]["tags"] = serde_json::json!({ "team": "ops" });
     std::fs::write(&record, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
@@ -255,8 +207,8 @@ fn tags_changed_outside_are_put_back() {
 #[test]
 fn a_saved_plan_recreates_what_its_refresh_found_deleted() {
     let p = Project::new(FLEET);
-    p.applied();
-    std::fs::remove_file(p.record(&p.id_of("fleet.web[0]"))).unwrap();
+    applied(&p);
+    std::fs::remove_file(fake_record(&p, &id_of(&p, "fleet.web[0]"))).unwrap();
     let o = p.run(&["plan", "--out", "drift.plan"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = p.run(&["apply", "drift.plan"]);
@@ -334,21 +286,21 @@ fleet "web" {
 #[test]
 fn a_replaced_node_is_made_with_a_new_idempotency_token() {
     let p = Project::new(FLEET);
-    p.applied();
+    applied(&p);
     let token_of = |id: &str| {
-        serde_json::from_str::<Value>(&std::fs::read_to_string(p.record(id)).unwrap()).unwrap()
-            ["token"]
+        serde_json::from_str::<Value>(&std::fs::read_to_string(fake_record(&p, id)).unwrap())
+            .unwrap()["token"]
             .clone()
     };
-    let old = p.id_of("fleet.web[0]");
+    let old = id_of(&p, "fleet.web[0]");
     let old_token = token_of(&old);
     let o = p.run(&["apply", "-y", "--replace", "fleet.web[0]"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    let new = p.id_of("fleet.web[0]");
+    let new = id_of(&p, "fleet.web[0]");
     assert_ne!(new, old);
     // The destroy was counted with the state write that recorded it, so a re-run after a
     // crash would compute this same token again.
-    assert_eq!(p.state()["generations"]["fleet.web[0]"], 1);
+    assert_eq!(state(&p)["generations"]["fleet.web[0]"], 1);
     assert_ne!(token_of(&new), old_token);
-    assert!(p.state()["generations"].get("fleet.web[1]").is_none());
+    assert!(state(&p)["generations"].get("fleet.web[1]").is_none());
 }

@@ -603,11 +603,11 @@ fn refresh_of_another_provider_or_without_regions_is_refused() {
     let out = flotilla_cached(
         home.path(),
         Some(work.path()),
-        &["offers", "--refresh", "--provider", "azure"],
+        &["offers", "--refresh", "--provider", "baremetal"],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("AWS and GCP only"),
+        stderr(&out).contains("AWS, GCP and Azure only"),
         "{}",
         stderr(&out)
     );

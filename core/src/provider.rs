@@ -66,6 +66,9 @@ pub struct InstanceRequest {
     pub zone: Option<String>,
     /// Root disk size, GiB.
     pub disk_gib: u64,
+    /// The fleet's `max_price` (USD per node-hour), for a cloud that caps a spot price with it
+    /// (Azure `billingProfile.maxPrice`); `None` caps at the on-demand price.
+    pub max_price: Option<f64>,
     /// The fleet's tags.
     pub tags: BTreeMap<String, String>,
     /// The cluster placement group name for a cluster fleet (one per fleet).
@@ -77,6 +80,19 @@ pub struct InstanceRequest {
     /// token: a retried call (throttling, a lost response) reuses its token, and a failover to
     /// another offer gets a fresh one, as EC2 requires for changed parameters.
     pub attempt: u32,
+    /// The network of the offer's region, as state records it, for a provider whose nodes
+    /// need one ([`ProviderKind::needs_network`]); made before the node. `None` otherwise.
+    pub network: Option<Resource>,
+}
+
+/// Make the network a provider's nodes share in one region (an Azure virtual network with
+/// one subnet). Its owner's address is `network.PROVIDER.REGION`.
+#[derive(Debug, Clone)]
+pub struct NetworkRequest {
+    /// Tags that identify it.
+    pub owner: Ownership,
+    /// Region.
+    pub region: String,
 }
 
 /// Make one volume.
@@ -236,6 +252,44 @@ pub trait Provider: Send + Sync {
         &'a self,
         gateway: &'a Resource,
     ) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Makes the network a provider's nodes share in a region and waits until it is ready.
+    /// Only providers whose nodes need one ([`ProviderKind::needs_network`]) are asked; the
+    /// default refuses.
+    fn create_network<'a>(
+        &'a self,
+        request: &'a NetworkRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>> {
+        let kind = self.kind();
+        Box::pin(async move {
+            Err(ProviderError::new(
+                FailureKind::Other,
+                "NoNetworks",
+                format!(
+                    "provider `{kind}` manages no networks (asked for one in {})",
+                    request.region
+                ),
+            ))
+        })
+    }
+
+    /// Destroys a network made by [`Provider::create_network`], once nothing uses it.
+    fn delete_network<'a>(
+        &'a self,
+        network: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        let kind = self.kind();
+        Box::pin(async move {
+            Err(ProviderError::new(
+                FailureKind::Other,
+                "NoNetworks",
+                format!(
+                    "provider `{kind}` manages no networks ({})",
+                    network.address
+                ),
+            ))
+        })
+    }
 
     /// Finds a resource made for `owner` by an earlier, interrupted apply (by its tags), in
     /// `region`. For an instance, fill `offer` as far as the provider knows it (at least

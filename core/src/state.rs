@@ -170,17 +170,27 @@ pub enum ResourceKind {
     Volume,
     /// A load balancer in front of fleets.
     Gateway,
+    /// The private network a provider's nodes of one region share (an Azure virtual network
+    /// and subnet), made by flotilla because the user does not write it: address
+    /// `network.PROVIDER.REGION` ([`network_address`]).
+    Network,
 }
 
 impl ResourceKind {
-    /// `instance`, `volume`, `gateway`.
+    /// `instance`, `volume`, `gateway`, `network`.
     pub fn as_str(self) -> &'static str {
         match self {
             ResourceKind::Instance => "instance",
             ResourceKind::Volume => "volume",
             ResourceKind::Gateway => "gateway",
+            ResourceKind::Network => "network",
         }
     }
+}
+
+/// The address of the network `provider`'s nodes share in `region`: `network.azure.eastus`.
+pub fn network_address(provider: ProviderKind, region: &str) -> String {
+    format!("network.{}.{region}", provider.as_str())
 }
 
 /// One managed resource.

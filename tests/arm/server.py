@@ -15,9 +15,10 @@ and keep the case they were created with):
   restart, simulateEviction, attachDetachDataDisks; `/instanceView`; PATCH),
   `Microsoft.Compute/disks` (2024-03-02), `Microsoft.Compute/proximityPlacementGroups`
   (2024-07-01), `Microsoft.Network/{networkInterfaces, publicIPAddresses, virtualNetworks,
-  virtualNetworks/{v}/subnets, loadBalancers, loadBalancers/{lb}/backendAddressPools}`
-  (2024-03-01). Lists per group and per subscription, paged with an absolute `nextLink`
-  (`$expand=instanceView` or `statusOnly=true` on VM lists; no tag `$filter`: ARM has none).
+  virtualNetworks/{v}/subnets, loadBalancers, loadBalancers/{lb}/backendAddressPools,
+  networkSecurityGroups, networkSecurityGroups/{nsg}/securityRules}` (2024-03-01). Lists per
+  group and per subscription, paged with an absolute `nextLink` (`$expand=instanceView` or
+  `statusOnly=true` on VM lists; no tag `$filter`: ARM has none).
 * `/subscriptions/{s}[/resourceGroups/{rg}]/resources` (2021-04-01) with
   `$filter=tagName eq 'k' and tagValue eq 'v'` (or `resourceType eq '…'`).
 * Long-running operations: a create answers 201 (a disk 202, as the Disk RP does), an update 200,
@@ -29,7 +30,11 @@ and keep the case they were created with):
   (but the opt-in NIC reservation, `nic_reservation_s`).
 * What ARM rejects: a VM whose NIC, disk or placement group does not exist (or is in another
   region), a disk attached to two VMs, a NIC used by two VMs, deleting an attached disk, a NIC
-  in use, a subnet in use (also by replacing a VNet's subnet list), a public IP in use, unknown
+  in use, a subnet in use (also by replacing a VNet's subnet list), a public IP in use, a subnet
+  or NIC naming a network security group that does not exist (or is in another region), deleting
+  an NSG a subnet or NIC names (InUseNetworkSecurityGroupCannotBeDeleted), security rules with
+  the same priority and direction (SecurityRuleConflict) or a priority outside 100..4096
+  (SecurityRuleInvalidPriority; both codes `uncertain`), unknown
   sizes (400 InvalidParameter) and sizes not offered in a region (409 SkuNotAvailable), unknown
   locations, api-versions the clients do not send, changes of immutable properties, bad names,
   tags beyond ARM's limits (50 tags; names without `<>%&\\?/`).
@@ -120,6 +125,11 @@ TYPES: dict[str, tuple[str, str, set[str]]] = {
     "microsoft.network/publicipaddresses": ("Microsoft.Network", "publicIPAddresses", API_NETWORK),
     "microsoft.network/virtualnetworks": ("Microsoft.Network", "virtualNetworks", API_NETWORK),
     "microsoft.network/loadbalancers": ("Microsoft.Network", "loadBalancers", API_NETWORK),
+    "microsoft.network/networksecuritygroups": (
+        "Microsoft.Network",
+        "networkSecurityGroups",
+        API_NETWORK,
+    ),
 }
 VM = "microsoft.compute/virtualmachines"
 DISK = "microsoft.compute/disks"
@@ -129,6 +139,19 @@ PIP = "microsoft.network/publicipaddresses"
 VNET = "microsoft.network/virtualnetworks"
 LB = "microsoft.network/loadbalancers"
 SUBNET = "microsoft.network/virtualnetworks/subnets"
+NSG = "microsoft.network/networksecuritygroups"
+# What a security rule may say (Microsoft.Network 2024-03-01, SecurityRulePropertiesFormat).
+RULE_PROTOCOLS = {"Tcp", "Udp", "Icmp", "Esp", "*", "Ah"}
+RULE_PRIORITIES = range(100, 4097)
+# The rules every NSG has and no PUT can change (priorities 65000+), as ARM lists them.
+DEFAULT_RULES = [
+    ("AllowVnetInBound", "Inbound", "Allow", 65000, "VirtualNetwork", "VirtualNetwork"),
+    ("AllowAzureLoadBalancerInBound", "Inbound", "Allow", 65001, "AzureLoadBalancer", "*"),
+    ("DenyAllInBound", "Inbound", "Deny", 65500, "*", "*"),
+    ("AllowVnetOutBound", "Outbound", "Allow", 65000, "VirtualNetwork", "VirtualNetwork"),
+    ("AllowInternetOutBound", "Outbound", "Allow", 65001, "*", "Internet"),
+    ("DenyAllOutBound", "Outbound", "Deny", 65500, "*", "*"),
+]
 
 # Capacity errors that ARM reports through the operation, not on the PUT (arm.md §8).
 ASYNC_CODES = {
@@ -539,6 +562,22 @@ class Arm:
                     out.append(f"{nic['id']}/ipConfigurations/{ipc.get('name')}")
         return out
 
+    def nsg_users(self, nsg_id: str) -> tuple[list[str], list[str]]:
+        """The subnets and NICs whose `networkSecurityGroup` is `nsg_id`."""
+        subnets = [
+            s["id"]
+            for s in self.all(SUBNET)
+            if (ref_id(s["model"].get("properties", {}).get("networkSecurityGroup")) or "").lower()
+            == nsg_id.lower()
+        ]
+        nics = [
+            n["id"]
+            for n in self.all(NIC)
+            if (ref_id(n["model"].get("properties", {}).get("networkSecurityGroup")) or "").lower()
+            == nsg_id.lower()
+        ]
+        return subnets, nics
+
     # ---------------------------------------------------------------- operations
     def new_op(
         self,
@@ -806,7 +845,55 @@ def view(arm: Arm, rec: dict[str, Any], expand: str = "") -> dict[str, Any]:
                 pool["properties"]["backendIPConfigurations"] = [{"id": m} for m in members]
         out["properties"] = props
         return out
+    if tk == NSG:
+        out = base_view(rec, "Microsoft.Network/networkSecurityGroups")
+        out["etag"] = rec["etag"]
+        props = copy.deepcopy(rec["model"].get("properties", {}))
+        props["provisioningState"] = rec["state"]
+        props["resourceGuid"] = rec["guid"]
+        props["securityRules"] = [rule_view(rec, r) for r in props.get("securityRules") or []]
+        props["defaultSecurityRules"] = [
+            rule_view(
+                rec,
+                {
+                    "name": n,
+                    "properties": {
+                        "description": f"default rule {n}",
+                        "protocol": "*",
+                        "sourcePortRange": "*",
+                        "destinationPortRange": "*",
+                        "sourceAddressPrefix": src,
+                        "destinationAddressPrefix": dst,
+                        "access": access,
+                        "priority": prio,
+                        "direction": direction,
+                    },
+                },
+                "defaultSecurityRules",
+            )
+            for n, direction, access, prio, src, dst in DEFAULT_RULES
+        ]
+        subnets, nics = arm.nsg_users(rec["id"])
+        if subnets:
+            props["subnets"] = [{"id": i} for i in subnets]
+        if nics:
+            props["networkInterfaces"] = [{"id": i} for i in nics]
+        out["properties"] = props
+        return out
     raise AssertionError(tk)
+
+
+def rule_view(nsg: dict[str, Any], rule: dict[str, Any], coll: str = "securityRules") -> dict[str, Any]:
+    """A security rule of `nsg` as ARM shows it (also as the body of the child resource)."""
+    out = copy.deepcopy(rule)
+    out["id"] = f"{nsg['id']}/{coll}/{rule.get('name')}"
+    out["type"] = f"Microsoft.Network/networkSecurityGroups/{coll}"
+    out["etag"] = nsg["etag"]
+    p = out.setdefault("properties", {})
+    p["provisioningState"] = nsg["state"]
+    for k in ("sourceAddressPrefixes", "destinationAddressPrefixes", "sourcePortRanges", "destinationPortRanges"):
+        p.setdefault(k, [])
+    return out
 
 
 LB_CHILDREN = {
@@ -1429,16 +1516,19 @@ class Router:
             arm.tick_record(rec)
             return Reply(200, instance_view(arm, rec))
         if (
-            tk in (VNET, LB)
-            and rest == ["subnets" if tk == VNET else "backendaddresspools"]
+            tk in (VNET, LB, NSG)
+            and rest == [{VNET: "subnets", LB: "backendaddresspools", NSG: "securityrules"}[tk]]
             and ctx.method == "GET"
         ):
             if rec is None:
                 raise not_found(f"{canon_ns}/{canon_type}", name, rg)
             if tk == VNET:
                 return self.page(ctx, [view(arm, s) for s in subnets_of(arm, rec)])
+            if tk == NSG:
+                arm.tick_record(rec)
+                return self.page(ctx, view(arm, rec)["properties"]["securityRules"])
             return self.page(ctx, view(arm, rec)["properties"]["backendAddressPools"])
-        if tk in (VNET, LB) and rest:
+        if tk in (VNET, LB, NSG) and rest:
             if len(rest) != 2:
                 raise ArmError(
                     404, "NotFound", f"The requested path '{ctx.path}' is not served by this fake."
@@ -1450,6 +1540,8 @@ class Router:
                 return self.subnet(ctx, parent, segs[4], async_fail)
             if tk == LB and rest[0] == "backendaddresspools":
                 return self.backend_pool(ctx, parent, segs[4], async_fail)
+            if tk == NSG and rest[0] == "securityrules":
+                return self.security_rule(ctx, parent, segs[4], async_fail)
             raise ArmError(404, "NotFound", f"The requested path '{ctx.path}' is not served by this fake.")
         if rest:
             raise ArmError(404, "NotFound", f"The requested path '{ctx.path}' is not served by this fake.")
@@ -1527,6 +1619,7 @@ class Router:
                 PIP: self.put_pip,
                 VNET: self.put_vnet,
                 LB: self.put_lb,
+                NSG: self.put_nsg,
             }[tk]
             return handler(ctx, sub, rg, name, rid, rec, body, async_fail)
         raise ArmError(405, "MethodNotAllowed", f"The method {ctx.method} is not supported on {canon_type}.")
@@ -1626,6 +1719,17 @@ class Router:
                 users = arm.subnet_users(s["id"])
                 if users:
                     raise subnet_in_use(s, users)
+        if tk == NSG:
+            subnets, nics = arm.nsg_users(rec["id"])
+            if subnets or nics:
+                raise ArmError(
+                    400,
+                    "InUseNetworkSecurityGroupCannotBeDeleted",
+                    f"Network security group {rec['id']} cannot be deleted because it is in use by the "
+                    f"following resources: {', '.join(subnets + nics)}. In order to delete the Network "
+                    "security group, remove the association with the resource(s). To learn how to do "
+                    "this, see aka.ms/deletensg.",
+                )
         if tk == PPG:
             vms = [
                 vm["id"]
@@ -2499,6 +2603,8 @@ class Router:
             self.check_subnets(
                 rid, nets, [(s["name"], (s.get("properties") or {}).get("addressPrefix")) for s in subnets]
             )
+            for s in subnets:
+                nsg_reference(arm, s.get("properties") or {}, body["location"], f"{rid}/subnets/{s['name']}")
             if rec is not None:
                 for s in subnets_of(arm, rec):
                     short = s["name"].split("/")[-1]
@@ -2607,6 +2713,7 @@ class Router:
             if s is not srec
         ]
         self.check_subnets(vnet["id"], nets, others + [(sname, prefix)])
+        nsg_reference(arm, body.get("properties") or {}, vnet["model"]["location"], sid)
         if (
             srec is not None
             and arm.subnet_users(srec["id"])
@@ -2654,6 +2761,7 @@ class Router:
                 "InvalidRequestFormat",
                 f"Network interface {rid} must have at least one IP configuration.",
             )
+        nsg_reference(arm, props, loc, rid)
         ips = []
         seen_names = set()
         for i, ipc in enumerate(ipcs):
@@ -2953,6 +3061,178 @@ class Router:
             op["result"] = lambda: (200, pool_view())
         reply.body = pool_view()
         return reply
+
+    # ------------------------------------------------------------ network security groups
+    def put_nsg(
+        self,
+        ctx: Ctx,
+        sub: str,
+        rg: str,
+        name: str,
+        rid: str,
+        rec: dict[str, Any] | None,
+        body: dict[str, Any],
+        async_fail: dict[str, str] | None,
+    ) -> Reply:
+        arm = self.arm
+        props = copy.deepcopy(body.get("properties") or {})
+        rules = [clean_rule(r) for r in props.get("securityRules") or []]
+        check_rules(rid, rules)
+        created = rec is None
+        if created:
+            rec = arm.new_record(NSG, sub, rg, name, rid)
+        # What ARM computes is not stored (a GET-then-PUT body carries it back).
+        for k in (
+            "provisioningState",
+            "resourceGuid",
+            "defaultSecurityRules",
+            "subnets",
+            "networkInterfaces",
+            "flowLogs",
+            "securityRules",
+        ):
+            props.pop(k, None)
+        props["securityRules"] = rules
+        rec["model"] = {"location": body["location"], "properties": props}
+        if body.get("tags") is not None:
+            rec["model"]["tags"] = copy.deepcopy(body["tags"])
+        return self.network_put(ctx, rec, created, async_fail)
+
+    def security_rule(
+        self, ctx: Ctx, nsg: dict[str, Any], rname: str, async_fail: dict[str, str] | None
+    ) -> Reply:
+        """`…/networkSecurityGroups/{nsg}/securityRules/{rule}`: a child kept in the NSG's rule list."""
+        arm = self.arm
+        rules = nsg["model"].setdefault("properties", {}).setdefault("securityRules", [])
+        idx = next((i for i, r in enumerate(rules) if (r.get("name") or "").lower() == rname.lower()), None)
+        if ctx.method == "GET":
+            if idx is None:
+                raise not_found(
+                    "Microsoft.Network/networkSecurityGroups/securityRules", f"{nsg['name']}/{rname}", nsg["rg"]
+                )
+            arm.tick_record(nsg)
+            return Reply(200, rule_view(nsg, rules[idx]))
+        if ctx.method == "DELETE":
+            if idx is None:
+                return Reply(204)
+            rules.pop(idx)
+            nsg["etag"] = f'W/"{uuid.uuid4()}"'
+            op = arm.new_op(
+                nsg,
+                "update",
+                "Microsoft.Network",
+                nsg["model"]["location"],
+                ctx.api_version or "",
+                lambda op: None,
+            )
+            return Reply(202, None, self.lro_headers(ctx, op, True))
+        if ctx.method != "PUT":
+            raise ArmError(405, "MethodNotAllowed", f"{ctx.method} is not supported on security rules.")
+        body = ctx.json()
+        entry = clean_rule({"name": rules[idx]["name"] if idx is not None else rname, **body})
+        entry["name"] = rules[idx]["name"] if idx is not None else rname
+        wanted = list(rules)
+        if idx is None:
+            wanted.append(entry)
+        else:
+            wanted[idx] = entry
+        check_rules(nsg["id"], wanted)
+        rules[:] = wanted
+        created = idx is None
+
+        def rule_now() -> dict[str, Any]:
+            for r in rules:
+                if (r.get("name") or "").lower() == rname.lower():
+                    return rule_view(nsg, r)
+            raise not_found(
+                "Microsoft.Network/networkSecurityGroups/securityRules", f"{nsg['name']}/{rname}", nsg["rg"]
+            )
+
+        reply = self.network_put(ctx, nsg, created, async_fail)
+        op = arm.active_op(nsg)
+        if op is not None:
+            op["result"] = lambda: (200, rule_now())
+        reply.body = rule_now()
+        return reply
+
+
+def clean_rule(rule: Any) -> dict[str, Any]:
+    """A security rule as stored: name and properties, without what ARM computes."""
+    if not isinstance(rule, dict):
+        raise ArmError(400, "InvalidRequestFormat", "Cannot parse the request: a security rule must be an object.")
+    props = {
+        k: copy.deepcopy(v)
+        for k, v in (rule.get("properties") or {}).items()
+        if k not in ("provisioningState",)
+    }
+    return {"name": rule.get("name"), "properties": props}
+
+
+def check_rules(nsg_id: str, rules: list[dict[str, Any]]) -> None:
+    """What ARM refuses in an NSG's rule set: bad names, values outside their enums, priorities
+    outside 100..4096, and two rules with the same priority and direction."""
+    seen_names: set[str] = set()
+    seen: dict[tuple[int, str], str] = {}
+    for r in rules:
+        rname = r.get("name")
+        where = f"{nsg_id}/securityRules/{rname}"
+        if not isinstance(rname, str) or not NAME_RE.match(rname) or len(rname) > 80:
+            raise ArmError(400, "InvalidResourceName", f"Resource name {rname} is invalid.")
+        if rname.lower() in seen_names:
+            # uncertain: code.
+            raise ArmError(
+                400, "InvalidRequestFormat", f"Cannot parse the request: security rule {rname} appears twice."
+            )
+        seen_names.add(rname.lower())
+        p = r["properties"]
+        direction = p.get("direction")
+        if direction not in ("Inbound", "Outbound"):
+            raise invalid(f"The value '{direction}' of parameter 'direction' of {where} is invalid.", "direction")
+        if p.get("access") not in ("Allow", "Deny"):
+            raise invalid(f"The value '{p.get('access')}' of parameter 'access' of {where} is invalid.", "access")
+        if p.get("protocol") not in RULE_PROTOCOLS:
+            raise invalid(
+                f"The value '{p.get('protocol')}' of parameter 'protocol' of {where} is invalid.", "protocol"
+            )
+        prio = p.get("priority")
+        if not isinstance(prio, int) or isinstance(prio, bool) or prio not in RULE_PRIORITIES:
+            # uncertain: code and wording.
+            raise ArmError(
+                400,
+                "SecurityRuleInvalidPriority",
+                f"Security rule {where} has invalid Priority. Value provided: {prio} Allowed range 100-4096.",
+            )
+        for single, multi in (
+            ("sourceAddressPrefix", "sourceAddressPrefixes"),
+            ("destinationAddressPrefix", "destinationAddressPrefixes"),
+            ("sourcePortRange", "sourcePortRanges"),
+            ("destinationPortRange", "destinationPortRanges"),
+        ):
+            if not p.get(single) and not p.get(multi):
+                # uncertain: code (ARM also accepts application security groups here).
+                raise invalid(f"Security rule {where} needs {single} or {multi}.", single)
+        other = seen.get((prio, direction))
+        if other is not None:
+            # uncertain: code and wording (SecurityRuleConflict is what the NRP answers).
+            raise ArmError(
+                400,
+                "SecurityRuleConflict",
+                f"Security rule {rname} conflicts with rule {other}. Rules cannot have the same Priority "
+                "and Direction. To learn more, see aka.ms/nsgrules.",
+            )
+        seen[(prio, direction)] = rname
+
+
+def nsg_reference(arm: Arm, props: dict[str, Any], loc: str, by: str) -> None:
+    """A subnet's or NIC's `networkSecurityGroup` must name an NSG that exists, in its region."""
+    nid = ref_id(props.get("networkSecurityGroup"))
+    if props.get("networkSecurityGroup") is not None and nid is None:
+        raise bad_reference("(no id)", by)
+    if nid is None:
+        return
+    nrec = arm.by_id(nid)
+    if nrec is None or nrec["type_key"] != NSG or norm_loc(nrec["model"].get("location", "")) != norm_loc(loc):
+        raise bad_reference(nid, by)
 
 
 def check_tags(tags: Any) -> None:

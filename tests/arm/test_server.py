@@ -138,6 +138,7 @@ NIC = "Microsoft.Network/networkInterfaces"
 PIP = "Microsoft.Network/publicIPAddresses"
 VNET = "Microsoft.Network/virtualNetworks"
 LB = "Microsoft.Network/loadBalancers"
+NSG = "Microsoft.Network/networkSecurityGroups"
 
 
 class ArmCase(unittest.TestCase):
@@ -760,6 +761,232 @@ class Networking(ArmCase):
         self.assertEqual(self.wait(headers)["status"], "Succeeded")
         self.delete_done(res_path(self.rg, LB, "lb"))
         self.delete_done(res_path(self.rg, PIP, "lbip"))
+
+
+def allow_rule(name: str, priority: int, port: int = 80, direction: str = "Inbound") -> dict[str, Any]:
+    return {
+        "name": name,
+        "properties": {
+            "protocol": "Tcp",
+            "sourceAddressPrefix": "Internet",
+            "sourcePortRange": "*",
+            "destinationAddressPrefix": "VirtualNetwork",
+            "destinationPortRange": str(port),
+            "access": "Allow",
+            "priority": priority,
+            "direction": direction,
+        },
+    }
+
+
+class NetworkSecurityGroups(ArmCase):
+    def nsg(self, name: str = "nsg", rules: list[dict[str, Any]] | None = None, region: str = "eastus") -> str:
+        self.put_done(
+            res_path(self.rg, NSG, name),
+            {"location": region, "tags": {"k": "v"}, "properties": {"securityRules": rules or []}},
+        )
+        return self.rid(NSG, name)
+
+    def test_create_is_a_long_running_put_with_rules_and_defaults(self) -> None:
+        headers, body = self.ok(
+            "PUT",
+            res_path(self.rg, NSG, "nsg"),
+            {"location": "eastus", "tags": {"k": "v"}, "properties": {"securityRules": [allow_rule("web", 1000)]}},
+            201,
+        )
+        self.assertIn("azure-asyncoperation", headers)
+        self.assertEqual(body["properties"]["provisioningState"], "Updating")
+        self.assertEqual(self.wait(headers)["status"], "Succeeded")
+        _, got = self.ok("GET", res_path(self.rg, NSG, "nsg"), status=200)
+        self.assertEqual(got["type"], "Microsoft.Network/networkSecurityGroups")
+        self.assertEqual(got["tags"], {"k": "v"})
+        self.assertEqual(got["properties"]["provisioningState"], "Succeeded")
+        [rule] = got["properties"]["securityRules"]
+        self.assertEqual(rule["id"], f"{self.rid(NSG, 'nsg')}/securityRules/web")
+        self.assertEqual(rule["properties"]["priority"], 1000)
+        defaults = {r["name"]: r["properties"]["priority"] for r in got["properties"]["defaultSecurityRules"]}
+        self.assertEqual(defaults["DenyAllInBound"], 65500)
+        self.assertEqual(len(defaults), 6)
+        # The list of a group holds it.
+        _, listed = self.ok("GET", res_path(self.rg, NSG), status=200)
+        self.assertEqual([x["name"] for x in listed["value"]], ["nsg"])
+        # A GET-then-PUT round trip (with what ARM computed) is accepted and changes nothing.
+        self.put_done(res_path(self.rg, NSG, "nsg"), got)
+        _, again = self.ok("GET", res_path(self.rg, NSG, "nsg"), status=200)
+        self.assertEqual(len(again["properties"]["securityRules"]), 1)
+
+    def test_security_rule_children_put_get_list_delete(self) -> None:
+        nsg = self.nsg()
+        rule_path = f"{nsg}/securityRules/web?api-version={NETWORK}"
+        headers, body = self.ok("PUT", rule_path, {"properties": allow_rule("x", 1000, 8080)["properties"]}, 201)
+        self.assertEqual(body["name"], "web")
+        self.assertEqual(body["id"], f"{nsg}/securityRules/web")
+        self.assertEqual(self.wait(headers)["status"], "Succeeded")
+        _, got = self.ok("GET", rule_path, status=200)
+        self.assertEqual(got["properties"]["destinationPortRange"], "8080")
+        self.assertEqual(got["properties"]["provisioningState"], "Succeeded")
+        # An update of the same rule (same priority) is no conflict with itself.
+        _, upd = self.ok("PUT", rule_path, {"properties": allow_rule("x", 1000, 9090)["properties"]}, 200)
+        self.assertEqual(upd["properties"]["destinationPortRange"], "9090")
+        _, listed = self.ok("GET", f"{nsg}/securityRules?api-version={NETWORK}", status=200)
+        self.assertEqual([r["name"] for r in listed["value"]], ["web"])
+        _, whole = self.ok("GET", res_path(self.rg, NSG, "nsg"), status=200)
+        self.assertEqual(whole["properties"]["securityRules"][0]["name"], "web")
+        self.delete_done(rule_path)
+        self.assertEqual(S.call("DELETE", rule_path)[0], 204)
+        self.err("GET", rule_path, None, 404, "ResourceNotFound")
+        # A rule of an NSG that does not exist.
+        self.err(
+            "PUT",
+            f"{self.rid(NSG, 'nope')}/securityRules/web?api-version={NETWORK}",
+            {"properties": allow_rule("x", 1000)["properties"]},
+            404,
+            "ResourceNotFound",
+        )
+
+    def test_same_priority_and_direction_conflict(self) -> None:
+        nsg = self.nsg(rules=[allow_rule("a", 1000)])
+        # Through the child resource…
+        self.err(
+            "PUT",
+            f"{nsg}/securityRules/b?api-version={NETWORK}",
+            {"properties": allow_rule("b", 1000, 443)["properties"]},
+            400,
+            "SecurityRuleConflict",
+        )
+        # …and in one NSG body.
+        self.err(
+            "PUT",
+            res_path(self.rg, NSG, "nsg2"),
+            {"location": "eastus", "properties": {"securityRules": [allow_rule("a", 1000), allow_rule("b", 1000, 443)]}},
+            400,
+            "SecurityRuleConflict",
+        )
+        self.assertEqual(S.call("GET", res_path(self.rg, NSG, "nsg2"))[0], 404)
+        # The same priority in the other direction is fine.
+        self.ok(
+            "PUT",
+            f"{nsg}/securityRules/out?api-version={NETWORK}",
+            {"properties": allow_rule("out", 1000, 443, "Outbound")["properties"]},
+            201,
+        )
+        _, got = self.ok("GET", res_path(self.rg, NSG, "nsg"), status=200)
+        self.assertEqual(sorted(r["name"] for r in got["properties"]["securityRules"]), ["a", "out"])
+
+    def test_priorities_outside_100_to_4096_and_bad_values(self) -> None:
+        nsg = self.nsg()
+        for prio in (99, 4097, 0, "1000"):
+            self.err(
+                "PUT",
+                f"{nsg}/securityRules/r?api-version={NETWORK}",
+                {"properties": allow_rule("r", prio)["properties"]},  # type: ignore[arg-type]
+                400,
+                "SecurityRuleInvalidPriority",
+            )
+        for prio in (100, 4096):
+            self.ok(
+                "PUT",
+                f"{nsg}/securityRules/r{prio}?api-version={NETWORK}",
+                {"properties": allow_rule("r", prio)["properties"]},
+                201,
+            )
+        bad = allow_rule("r", 200)
+        bad["properties"]["direction"] = "Sideways"
+        self.err("PUT", f"{nsg}/securityRules/r?api-version={NETWORK}", bad, 400, "InvalidParameter")
+        bad = allow_rule("r", 200)
+        bad["properties"]["protocol"] = "Sctp"
+        self.err("PUT", f"{nsg}/securityRules/r?api-version={NETWORK}", bad, 400, "InvalidParameter")
+
+    def test_subnet_and_nic_must_reference_an_existing_nsg(self) -> None:
+        missing = self.rid(NSG, "missing")
+        body = {
+            "location": "eastus",
+            "properties": {
+                "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                "subnets": [
+                    {
+                        "name": "default",
+                        "properties": {"addressPrefix": "10.0.0.0/24", "networkSecurityGroup": {"id": missing}},
+                    }
+                ],
+            },
+        }
+        self.err("PUT", res_path(self.rg, VNET, "vnet"), body, 400, "InvalidResourceReference")
+        self.assertEqual(S.call("GET", res_path(self.rg, VNET, "vnet"))[0], 404)
+        # An NSG in another region is no better.
+        west = self.nsg("west", region="westus2")
+        body["properties"]["subnets"][0]["properties"]["networkSecurityGroup"]["id"] = west
+        self.err("PUT", res_path(self.rg, VNET, "vnet"), body, 400, "InvalidResourceReference")
+        nsg = self.nsg()
+        body["properties"]["subnets"][0]["properties"]["networkSecurityGroup"]["id"] = nsg
+        vnet = self.put_done(res_path(self.rg, VNET, "vnet"), body)
+        self.assertEqual(vnet["properties"]["subnets"][0]["properties"]["networkSecurityGroup"], {"id": nsg})
+        # The child subnet PUT checks it too.
+        self.err(
+            "PUT",
+            f"{self.rid(VNET, 'vnet')}/subnets/other?api-version={NETWORK}",
+            {"properties": {"addressPrefix": "10.0.1.0/24", "networkSecurityGroup": {"id": missing}}},
+            400,
+            "InvalidResourceReference",
+        )
+        subnet = f"{self.rid(VNET, 'vnet')}/subnets/default"
+        got, _, out = S.call(
+            "PUT",
+            res_path(self.rg, NIC, "nic1"),
+            {
+                "location": "eastus",
+                "properties": {
+                    "networkSecurityGroup": {"id": missing},
+                    "ipConfigurations": [{"name": "ipconfig1", "properties": {"subnet": {"id": subnet}}}],
+                },
+            },
+        )
+        self.assertEqual((got, out["error"]["code"]), (400, "InvalidResourceReference"))
+        # The NSG lists its subnet.
+        _, g = self.ok("GET", res_path(self.rg, NSG, "nsg"), status=200)
+        self.assertEqual([x["id"].lower() for x in g["properties"]["subnets"]], [subnet.lower()])
+
+    def test_an_nsg_in_use_cannot_be_deleted(self) -> None:
+        nsg = self.nsg()
+        self.put_done(
+            res_path(self.rg, VNET, "vnet"),
+            {
+                "location": "eastus",
+                "properties": {
+                    "addressSpace": {"addressPrefixes": ["10.0.0.0/16"]},
+                    "subnets": [
+                        {
+                            "name": "default",
+                            "properties": {"addressPrefix": "10.0.0.0/24", "networkSecurityGroup": {"id": nsg}},
+                        }
+                    ],
+                },
+            },
+        )
+        self.err("DELETE", res_path(self.rg, NSG, "nsg"), None, 400, "InUseNetworkSecurityGroupCannotBeDeleted")
+        # Used by a NIC, the same.
+        nsg2 = self.nsg("nsg2")
+        self.put_done(
+            res_path(self.rg, NIC, "nic1"),
+            {
+                "location": "eastus",
+                "properties": {
+                    "networkSecurityGroup": {"id": nsg2},
+                    "ipConfigurations": [
+                        {
+                            "name": "ipconfig1",
+                            "properties": {"subnet": {"id": f"{self.rid(VNET, 'vnet')}/subnets/default"}},
+                        }
+                    ],
+                },
+            },
+        )
+        self.err("DELETE", res_path(self.rg, NSG, "nsg2"), None, 400, "InUseNetworkSecurityGroupCannotBeDeleted")
+        self.delete_done(res_path(self.rg, NIC, "nic1"))
+        self.delete_done(res_path(self.rg, NSG, "nsg2"))
+        # Once the VNet (and its subnet) is gone, the NSG can go.
+        self.delete_done(res_path(self.rg, VNET, "vnet"))
+        self.delete_done(res_path(self.rg, NSG, "nsg"))
 
 
 class VirtualMachines(ArmCase):

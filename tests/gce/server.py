@@ -24,6 +24,16 @@ provider that passes here does not merely pass against a permissive mock:
   `vmCount`, a stale fingerprint on setLabels/setMetadata (412 `conditionNotMet`).
 * Fingerprints are URL-safe base64, as the Rust client decodes them.
 
+The Cloud Billing Catalog API's `GET /v1/services/6F81-5844-456A/skus` (Compute Engine's SKUs;
+any path prefix before `/v1/` is accepted, so a test can give its own endpoint a tag) lists
+core and RAM SKUs of the machine families the fake knows (N1, E2, A2, A3, A3 Mega, A3 Ultra,
+G2; no A4) and GPU SKUs of its accelerator types, on demand and `Preemptible`, for geographies
+that cover every region it serves, plus SKUs a client must skip (custom, commitments, a
+virtual-workstation GPU, C3, storage). Prices are the fake's own list prices (not the embedded
+snapshot's). `currencyCode` must be USD; pages hold at most BILLING_PAGE_MAX SKUs whatever
+`pageSize` (1..5000) asks, and `nextPageToken` is empty on the last. Errors have Google's JSON
+shape with `status` (`PERMISSION_DENIED`, ...).
+
 Control endpoints (not part of Compute):
 
 * `POST /_fault` with JSON
@@ -38,7 +48,9 @@ Control endpoints (not part of Compute):
   `"in": "sync"` fails the call itself instead, with `status` (HTTP) and `reason`. The code
   `HOLD` keeps matching operations `RUNNING` for as long as the fault exists (a test kills
   the client meanwhile). Answer: `{"id": ...}`; `GET /_fault` lists them with `hits`,
-  `DELETE /_fault/<id>` removes one, `DELETE /_fault` all.
+  `DELETE /_fault/<id>` removes one, `DELETE /_fault` all. For the Billing API the method is
+  `skus.list`, `_any` matches its path and query, and the call fails synchronously with `code`
+  as the error's `status` (`PERMISSION_DENIED` -> 403, `UNAUTHENTICATED` -> 401, or `status`).
 * `GET /_calls?method=instances.insert&value=X` lists the calls seen (method, http, path,
   query, body), optionally only one method's and/or those whose path, query or body contain X.
 * `POST /_reset` forgets everything; `GET /_health` answers `ok`.
@@ -149,6 +161,144 @@ def _machine_types() -> dict[str, dict[str, Any]]:
 
 
 MACHINE_TYPES = _machine_types()
+
+
+# ---------------------------------------------------------------------------------------------
+# The Cloud Billing Catalog API: Compute Engine's SKUs (service 6F81-5844-456A).
+# ---------------------------------------------------------------------------------------------
+
+BILLING_SERVICE = "6F81-5844-456A"
+# The real API serves at most 5000 SKUs a page; this one at most BILLING_PAGE_MAX whatever
+# `pageSize` asks (AIP-158 lets a server return fewer), so a client must follow
+# `nextPageToken` to see them all.
+BILLING_PAGE_MAX = 300
+BILLING_PATH_RE = re.compile(r"^(?P<prefix>(?:/[^/]+)*?)/v1/services/(?P<service>[^/]+)/skus$")
+
+# Where a SKU applies, as its description says ("running in Americas"), with a price factor
+# over the Americas list price. Every region the fake serves is in exactly one.
+BILLING_GEOS: list[tuple[str, float, list[str]]] = [
+    ("Americas", 1.0, ["us-central1", "us-east1", "us-east5", "us-south1", "us-west1"]),
+    ("Virginia", 1.126, ["us-east4"]),
+    ("Los Angeles", 1.2, ["us-west2"]),
+    ("Salt Lake City", 1.2, ["us-west3"]),
+    ("Las Vegas", 1.126, ["us-west4"]),
+    ("Montreal", 1.1, ["northamerica-northeast1"]),
+    ("Toronto", 1.1, ["northamerica-northeast2"]),
+    ("Sao Paulo", 1.588, ["southamerica-east1"]),
+    ("EMEA", 1.1, ["europe-west1", "europe-north1", "europe-west4"]),
+    ("London", 1.288, ["europe-west2"]),
+    ("Frankfurt", 1.288, ["europe-west3"]),
+    ("Zurich", 1.392, ["europe-west6"]),
+    ("Paris", 1.164, ["europe-west9"]),
+    ("Warsaw", 1.288, ["europe-central2"]),
+    ("Tel Aviv", 1.1, ["me-west1"]),
+    ("Dammam", 1.3, ["me-central2"]),
+    ("APAC", 1.16, ["asia-east1", "asia-southeast1"]),
+    ("Hong Kong", 1.4, ["asia-east2"]),
+    ("Tokyo", 1.288, ["asia-northeast1"]),
+    ("Seoul", 1.288, ["asia-northeast3"]),
+    ("Mumbai", 1.2, ["asia-south1"]),
+    ("Delhi", 1.2, ["asia-south2"]),
+    ("Jakarta", 1.3, ["asia-southeast2"]),
+    ("Sydney", 1.42, ["australia-southeast1"]),
+]
+# Machine-family SKU words -> (vCPU-hour, GiB-hour) in the Americas, on demand, and the spot
+# factor. The fake's own list prices: close to Google's, deliberately not equal to the
+# embedded snapshot's, so a test can tell which priced an offer. A4 (a4-highgpu-8g) has no
+# core or RAM SKU here, as in Google's catalog for a while: its offers stay unpriced.
+BILLING_FAMILIES: dict[str, tuple[float, float, float]] = {
+    "N1 Predefined Instance": (0.0335, 0.0045, 0.21),
+    "E2 Instance": (0.023, 0.0031, 0.3),
+    "A2 Instance": (0.0331, 0.0044, 0.45),
+    "A3 Instance": (0.0335, 0.0045, 0.4),
+    "A3Plus Instance": (0.032, 0.0043, 0.4),
+    "A3Ultra Instance": (0.035, 0.0047, 0.4),
+    "G2 Instance": (0.026, 0.003, 0.42),
+}
+# GPU SKU words -> (GPU-hour in the Americas on demand, spot factor), one per accelerator type
+# the fake knows.
+BILLING_GPUS: dict[str, tuple[float, float]] = {
+    "Nvidia Tesla T4 GPU": (0.37, 0.4),
+    "Nvidia Tesla V100 GPU": (2.6, 0.45),
+    "Nvidia Tesla P100 GPU": (1.55, 0.45),
+    "Nvidia Tesla P4 GPU": (0.62, 0.35),
+    "Nvidia Tesla A100 GPU": (2.99, 0.45),
+    "Nvidia A100 80GB GPU": (3.98, 0.85),
+    "Nvidia H100 80GB GPU": (10.9, 0.83),
+    "Nvidia H100 80GB Mega GPU": (11.2, 0.4),
+    "Nvidia H200 141GB GPU": (10.7, 0.5),
+    "Nvidia L4 GPU": (0.61, 0.42),
+    "Nvidia B200 GPU": (10.4, 0.38),
+}
+
+
+def _money(usd: float) -> dict[str, Any]:
+    units = int(usd)
+    return {"currencyCode": "USD", "units": str(units), "nanos": int(round((usd - units) * 1e9))}
+
+
+def _sku(description: str, family: str, group: str, usage: str, unit: str, usd: float, regions: list[str]) -> dict[str, Any]:
+    digest = uuid.uuid5(uuid.NAMESPACE_URL, f"{description}/{usage}").hex.upper()
+    sku_id = f"{digest[0:4]}-{digest[4:8]}-{digest[8:12]}"
+    unit_text = {"h": ("hour", "s", "second", 3600), "GiBy.h": ("gibibyte hour", "By.s", "byte second", 3865470566400),
+                 "GiBy.mo": ("gibibyte month", "By.s", "byte second", 2839756800000000)}[unit]
+    return {
+        "name": f"services/{BILLING_SERVICE}/skus/{sku_id}",
+        "skuId": sku_id,
+        "description": description,
+        "category": {"serviceDisplayName": "Compute Engine", "resourceFamily": family, "resourceGroup": group, "usageType": usage},
+        "serviceRegions": list(regions),
+        "pricingInfo": [{
+            "summary": "",
+            "pricingExpression": {
+                "usageUnit": unit,
+                "displayQuantity": 1,
+                "tieredRates": [{"startUsageAmount": 0, "unitPrice": _money(usd)}],
+                "usageUnitDescription": unit_text[0],
+                "baseUnit": unit_text[1],
+                "baseUnitDescription": unit_text[2],
+                "baseUnitConversionFactor": unit_text[3],
+            },
+            "currencyConversionRate": 1,
+            "effectiveTime": "2026-05-01T00:00:00Z",
+        }],
+        "serviceProviderName": "Google",
+        "geoTaxonomy": {"type": "MULTI_REGIONAL" if len(regions) > 1 else "REGIONAL", "regions": list(regions)},
+    }
+
+
+def _billing_skus() -> list[dict[str, Any]]:
+    """Every SKU, ordered by skuId as the API lists them."""
+    out = []
+    for geo, factor, regions in BILLING_GEOS:
+        where = f"running in {geo}"
+        for words, (core, ram, spot) in BILLING_FAMILIES.items():
+            group = "N1Standard" if words.startswith("N1 ") else None
+            for usage, prefix, f in (("OnDemand", "", 1.0), ("Preemptible", "Spot Preemptible ", spot)):
+                out.append(_sku(f"{prefix}{words} Core {where}", "Compute", group or "CPU", usage, "h", round(core * factor * f, 6), regions))
+                out.append(_sku(f"{prefix}{words} Ram {where}", "Compute", group or "RAM", usage, "GiBy.h", round(ram * factor * f, 6), regions))
+        for words, (gpu, spot) in BILLING_GPUS.items():
+            out.append(_sku(f"{words} {where}", "Compute", "GPU", "OnDemand", "h", round(gpu * factor, 6), regions))
+            out.append(_sku(f"{words} attached to Spot Preemptible VMs {where}", "Compute", "GPU", "Preemptible", "h", round(gpu * factor * spot, 6), regions))
+        # What a client must leave alone: other shapes, commitments, workstation licences,
+        # families it does not know, and what is not a VM at all.
+        out.append(_sku(f"N1 Custom Instance Core {where}", "Compute", "CPU", "OnDemand", "h", round(0.0349 * factor, 6), regions))
+        out.append(_sku(f"Commitment v1: N1 Cpu in {geo} for 1 Year", "Compute", "CPU", "Commit1Yr", "h", round(0.0199 * factor, 6), regions))
+        out.append(_sku(f"Nvidia Tesla T4 Virtual Workstation GPU {where}", "Compute", "GPU", "OnDemand", "h", round(0.55 * factor, 6), regions))
+        out.append(_sku(f"C3 Instance Core {where}", "Compute", "CPU", "OnDemand", "h", round(0.0339 * factor, 6), regions))
+        out.append(_sku(f"Storage PD Capacity in {geo}", "Storage", "PDStandard", "OnDemand", "GiBy.mo", round(0.04 * factor, 6), regions))
+    return sorted(out, key=lambda s: s["skuId"])
+
+
+BILLING_SKUS = _billing_skus()
+
+
+def billing_error(status: int, code: str, message: str, reason: str | None = None) -> dict[str, Any]:
+    """A Google API error in the shape of the Billing API's (which, unlike Compute's, has `status`)."""
+    err: dict[str, Any] = {"code": status, "message": message, "status": code}
+    if reason:
+        err["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com"}]
+    return {"error": err}
 
 
 def now_rfc3339() -> str:
@@ -1404,6 +1554,9 @@ class Handler(BaseHTTPRequestHandler):
                 return self.fault_api(http, path, raw_body)
             if path == "/_calls" and http == "GET":
                 return self.calls_api(query)
+            billing = BILLING_PATH_RE.match(path)
+            if billing:
+                return self.billing_api(http, path, billing.group("service"), query, url.query)
             prefix = "/compute/v1/projects/"
             if not path.startswith(prefix):
                 raise not_found(path)
@@ -1454,6 +1607,54 @@ class Handler(BaseHTTPRequestHandler):
                 removed = before - len(cloud.faults)
             return self.reply(200, {"removed": removed})
         raise not_found(path)
+
+    def billing_api(self, http: str, path: str, service: str, query: dict[str, str], raw_query: str) -> None:
+        """`services.skus.list` of the Cloud Billing Catalog API, under any path prefix (so a
+        test can point FLOTILLA_GCP_BILLING_ENDPOINT at `http://HOST:PORT/<its tag>` and scope
+        faults to its own calls through `_any`)."""
+        cloud = self.api.cloud
+        q = {k: v for k, v in query.items() if k != "$alt"}
+        with cloud.lock:
+            cloud.calls.append({"method": "skus.list", "http": http, "path": path, "query": q, "body": {}})
+        if http != "GET":
+            return self.reply(404, billing_error(404, "NOT_FOUND", f"Method {http} {path} not found."))
+        fault = cloud.take_fault("skus.list", {}, f"{path}?{raw_query}")
+        if fault is not None:
+            code = fault["code"]
+            status = int(fault["status"] or {"PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401, "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "INTERNAL": 500}.get(code, 400))
+            message = fault["message"] or {
+                "PERMISSION_DENIED": "The caller does not have permission",
+                "UNAUTHENTICATED": "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            }.get(code, f"{code} (injected by the flotilla test fake)")
+            return self.reply(status, billing_error(status, code, message, fault["reason"]))
+        if service != BILLING_SERVICE:
+            return self.reply(404, billing_error(404, "NOT_FOUND", f"Service not found: services/{service}"))
+        currency = query.get("currencyCode", "USD")
+        if currency != "USD":
+            # The real API converts; this fake knows list prices in USD only, and says so.
+            return self.reply(400, billing_error(400, "INVALID_ARGUMENT", f"currency_code {currency!r}: this fake prices in USD only"))
+        try:
+            size = int(query.get("pageSize") or 5000)
+        except ValueError:
+            return self.reply(400, billing_error(400, "INVALID_ARGUMENT", f"Invalid value at 'page_size' (TYPE_INT32), \"{query.get('pageSize')}\""))
+        if not 0 < size <= 5000:
+            return self.reply(400, billing_error(400, "INVALID_ARGUMENT", "page_size must be between 1 and 5000"))
+        size = min(size, BILLING_PAGE_MAX)
+        start = 0
+        token = query.get("pageToken")
+        if token:
+            try:
+                kind, offset = base64.urlsafe_b64decode(token.encode()).decode().split(":", 1)
+                start = int(offset)
+                if kind != "skus" or not 0 < start < len(BILLING_SKUS):
+                    raise ValueError(token)
+            except Exception:
+                return self.reply(400, billing_error(400, "INVALID_ARGUMENT", "Invalid page token."))
+        chunk = BILLING_SKUS[start:start + size]
+        more = start + size < len(BILLING_SKUS)
+        nxt = base64.urlsafe_b64encode(f"skus:{start + size}".encode()).decode() if more else ""
+        # The real API always sends nextPageToken, empty on the last page.
+        return self.reply(200, {"skus": chunk, "nextPageToken": nxt})
 
     def calls_api(self, query: dict[str, str]) -> None:
         method = query.get("method")

@@ -191,7 +191,60 @@ def run(f: Fake) -> None:
     check(f.call("GET", f"{z}/instances/i1")[0] == 404 and f.call("GET", f"{z}/disks/i1")[0] == 404, "delete removes the instance and its auto-delete boot disk")
     s, calls = f.call("GET", "/_calls?method=instances.insert")
     check(len(calls) >= 8, "the call log records calls")
+    billing(f)
     print("all promises kept")
+
+
+def billing(f: Fake) -> None:
+    """The Cloud Billing Catalog API's services.skus.list for Compute Engine."""
+    skus_path = "/v1/services/6F81-5844-456A/skus"
+    s, page = f.call("GET", f"{skus_path}?currencyCode=USD&pageSize=5000")
+    check(s == 200 and 0 < len(page["skus"]) < 5000 and page["nextPageToken"], "skus.list answers a first page and a nextPageToken")
+    skus = list(page["skus"])
+    pages = 1
+    while page["nextPageToken"]:
+        s, page = f.call("GET", f"{skus_path}?currencyCode=USD&pageSize=5000&pageToken={page['nextPageToken']}")
+        check(s == 200, f"page {pages + 1} of skus.list answers")
+        skus += page["skus"]
+        pages += 1
+    check(pages > 2 and page["nextPageToken"] == "", "SKUs come in several pages; the last has an empty nextPageToken")
+    check(len({k["skuId"] for k in skus}) == len(skus), "every SKU is listed once")
+    first = skus[0]
+    price = first["pricingInfo"][0]["pricingExpression"]["tieredRates"][0]["unitPrice"]
+    check(isinstance(price["units"], str) and isinstance(price["nanos"], int) and price["currencyCode"] == "USD", "prices are google.type.Money (units as a string, nanos)")
+
+    def covered(words: str, usage: str, unit: str) -> set[str]:
+        out: set[str] = set()
+        for k in skus:
+            d = k["description"].removeprefix("Spot Preemptible ")
+            if d.startswith(words + " ") and k["category"]["usageType"] == usage and k["pricingInfo"][0]["pricingExpression"]["usageUnit"] == unit:
+                out.update(k["serviceRegions"])
+        return out
+
+    s, agg = f.call("GET", f"{P}/aggregated/acceleratorTypes?filter=name%20%3D%20%22nvidia-l4%22")
+    regions = {scope.split("/", 1)[1].rsplit("-", 1)[0] for scope, v in agg["items"].items() if "acceleratorTypes" in v}
+    check(len(regions) > 20, "the regions that offer L4s are known")
+    for usage in ("OnDemand", "Preemptible"):
+        check(covered("G2 Instance Core", usage, "h") >= regions and covered("G2 Instance Ram", usage, "GiBy.h") >= regions, f"G2 core and RAM SKUs ({usage}) cover every region")
+        check(covered("Nvidia L4 GPU", usage, "h") >= regions, f"L4 GPU SKUs ({usage}) cover every region")
+    check(not covered("A4 Instance Core", "OnDemand", "h"), "A4 has no core SKU (its offers stay unpriced)")
+    check(any(k["category"]["usageType"] == "Commit1Yr" for k in skus) and any(k["category"]["resourceFamily"] == "Storage" for k in skus), "SKUs a client must skip are listed too")
+
+    check(f.call("GET", f"{skus_path}?pageSize=0")[0] == 400 and f.call("GET", f"{skus_path}?pageSize=5001")[0] == 400, "a pageSize outside 1..5000 is refused")
+    check(f.call("GET", f"{skus_path}?pageToken=bogus")[0] == 400, "a bad page token is refused")
+    check(f.call("GET", f"{skus_path}?currencyCode=EUR")[0] == 400, "a currency other than USD is refused (the fake knows USD only)")
+    s, o = f.call("GET", "/v1/services/0000-0000-0000/skus")
+    check(s == 404 and o["error"]["status"] == "NOT_FOUND", "an unknown service is 404 NOT_FOUND")
+    s, o = f.call("GET", f"/tagged{skus_path}?pageSize=1")
+    check(s == 200 and len(o["skus"]) == 1, "skus.list answers under a path prefix, and honours a small pageSize")
+    fault = f.call("POST", "/_fault", {"method": "skus.list", "match": {"_any": "denied-tag"}, "code": "PERMISSION_DENIED"})[1]["id"]
+    s, o = f.call("GET", f"/denied-tag{skus_path}?currencyCode=USD")
+    check(s == 403 and o["error"]["status"] == "PERMISSION_DENIED" and o["error"]["code"] == 403, "a PERMISSION_DENIED fault answers 403 in Google's error shape")
+    check(f.call("GET", f"{skus_path}?pageSize=1")[0] == 200, "the fault keeps to the calls it matches")
+    check(f.call("GET", "/_fault")[1][-1]["hits"] == 1, "the fault counts its hits")
+    f.call("DELETE", f"/_fault/{fault}")
+    s, calls = f.call("GET", "/_calls?method=skus.list&value=denied-tag")
+    check(len(calls) == 1 and calls[0]["path"].startswith("/denied-tag/"), "the call log records skus.list calls")
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@
 //! own directory, state lineage and readers of what moto holds for it. [`gcs`] and [`azurite`]
 //! make buckets and containers on fake-gcs-server and Azurite, and [`state_suite`] is the
 //! behaviour every object-store state is tested for. [`gce`] reaches the Compute Engine fake
-//! (`tests/gce/server.py`) for the GCP tests; [`http`] is the tiny HTTP/1.1 client the
+//! (`tests/gce/server.py`) for the GCP tests and [`arm`] the Azure Resource Manager fake
+//! (`tests/arm/server.py`) for the Azure tests; [`http`] is the tiny HTTP/1.1 client the
 //! harnesses share. A test whose server is not running fails and says to run `scripts/test`;
 //! it never skips, so a green run means the emulator tests ran.
 
+pub mod arm;
 pub mod azurite;
 pub mod bin;
 pub mod gce;

@@ -75,6 +75,8 @@ fn node(lineage: &str, address: &str, offer: Offer) -> InstanceRequest {
         placement_group: None,
         volumes: Vec::new(),
         attempt: 0,
+        network: None,
+        max_price: None,
     }
 }
 

@@ -243,7 +243,12 @@ pub(crate) fn build_providers(
                 Some(gcp) => Some(Arc::new(flotilla_provider_gcp::GcpProvider::new(gcp)?)),
                 None => None,
             },
-            ProviderKind::Azure => None,
+            ProviderKind::Azure => match &config.providers.azure {
+                Some(azure) => Some(Arc::new(flotilla_provider_azure::AzureProvider::new(
+                    azure,
+                )?)),
+                None => None,
+            },
         };
         if let Some(p) = provider {
             providers.insert(kind, p);

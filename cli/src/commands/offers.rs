@@ -7,11 +7,12 @@
 //!
 //! `--refresh` first fetches live offers into the offers cache, one file per provider: AWS
 //! instance shapes and spot prices from EC2, GCP machine and accelerator types from Compute
-//! Engine (priced by the embedded snapshot), for the regions of `--region` or of the fleet
-//! files here. `plan`, `apply` and `offers` then merge every cache over the embedded snapshot
-//! (see [`cached_catalog`]). The cache is
-//! replaced in one atomic rename only after every region answered, so a failed refresh leaves
-//! the previous cache exactly as it was.
+//! Engine (priced from the Cloud Billing Catalog API, else the embedded snapshot), Azure
+//! on-demand and Spot prices from the public Retail Prices API (shaped by the embedded
+//! snapshot), for the regions of `--region` or of the fleet files here. `plan`, `apply` and
+//! `offers` then merge every cache over the embedded snapshot (see [`cached_catalog`]). The
+//! cache is replaced in one atomic rename only after every region answered, so a failed
+//! refresh leaves the previous cache exactly as it was.
 
 use crate::args::{OffersArgs, OffersFormat, SpotPolicyArg};
 use anyhow::{Context as _, bail};
@@ -338,15 +339,16 @@ fn refresh(args: &OffersArgs) -> anyhow::Result<()> {
         match kind {
             ProviderKind::Aws => refresh_aws(args, config.as_ref(), &dir)?,
             ProviderKind::Gcp => refresh_gcp(args, config.as_ref(), &dir)?,
-            // `refresh_kinds` lets only these two through.
+            ProviderKind::Azure => refresh_azure(args, config.as_ref(), &dir)?,
+            // `refresh_kinds` lets only the three clouds through.
             other => bail!("--refresh cannot fetch live offers from {other}"),
         }
     }
     Ok(())
 }
 
-/// The providers `--refresh` fetches: `--provider`s (AWS and GCP only), else the ones the fleet
-/// files here declare of those two, else AWS.
+/// The providers `--refresh` fetches: `--provider`s (the clouds only), else the clouds the fleet
+/// files here declare, else AWS.
 fn refresh_kinds(
     args: &OffersArgs,
     config: Option<&flotilla_core::config::Config>,
@@ -355,16 +357,16 @@ fn refresh_kinds(
     for p in &args.providers {
         let kind = ProviderKind::parse(&p.to_ascii_lowercase());
         match kind {
-            Some(k @ (ProviderKind::Aws | ProviderKind::Gcp)) => {
+            Some(k @ (ProviderKind::Aws | ProviderKind::Gcp | ProviderKind::Azure)) => {
                 if !kinds.contains(&k) {
                     kinds.push(k);
                 }
             }
             // An unknown name was already refused by `build_query`.
             _ => bail!(
-                "--refresh fetches live offers from AWS and GCP only (Azure and bare-metal \
-                 hosts are priced by the embedded snapshot and the hosts' `price`); pass \
-                 --provider aws or --provider gcp, or leave out --provider"
+                "--refresh fetches live offers from AWS, GCP and Azure only (bare-metal hosts \
+                 are priced by their `price`); pass --provider aws, gcp or azure, or leave out \
+                 --provider"
             ),
         }
     }
@@ -376,6 +378,9 @@ fn refresh_kinds(
         }
         if c.providers.gcp.is_some() {
             kinds.push(ProviderKind::Gcp);
+        }
+        if c.providers.azure.is_some() {
+            kinds.push(ProviderKind::Azure);
         }
     }
     if kinds.is_empty() {
@@ -532,7 +537,8 @@ fn refresh_aws(
 }
 
 /// `--refresh` for GCP: machine and accelerator types of the regions' zones from Compute;
-/// prices from the embedded snapshot (said in the output and the cache header).
+/// prices from the Cloud Billing Catalog API, else the embedded snapshot (said in the output
+/// and the cache header, with why).
 fn refresh_gcp(
     args: &OffersArgs,
     config: Option<&flotilla_core::config::Config>,
@@ -560,7 +566,14 @@ fn refresh_gcp(
             &provider,
             &regions,
             &embedded,
-            |r| crate::printer::info(&gcp_region_line(r)),
+            |p| match p {
+                flotilla_provider_gcp::Progress::Prices(prices) => {
+                    crate::printer::info(&format!("  prices: {prices}"));
+                }
+                flotilla_provider_gcp::Progress::Region(r) => {
+                    crate::printer::info(&gcp_region_line(r));
+                }
+            },
         ))
         .map_err(|e| {
             anyhow::anyhow!(
@@ -577,25 +590,45 @@ fn refresh_gcp(
             .filter(|e| !e.is_empty())
     });
     let types: usize = fetched.regions.iter().map(|r| r.machine_types).sum();
+    let prices = match &fetched.prices {
+        flotilla_provider_gcp::PriceSource::Billing { skus, endpoint } => {
+            let kept: usize = fetched.regions.iter().map(|r| r.snapshot_priced).sum();
+            format!(
+                "prices from the Cloud Billing Catalog API at {endpoint} ({}{})",
+                plural(*skus, "SKU", "SKUs"),
+                if kept > 0 {
+                    format!(
+                        "; {} without SKUs at the embedded snapshot's prices of \
+                         {EMBEDDED_SNAPSHOT_DATE}",
+                        plural(kept, "offer", "offers")
+                    )
+                } else {
+                    String::new()
+                }
+            )
+        }
+        flotilla_provider_gcp::PriceSource::Snapshot { why } => format!(
+            "prices from the embedded snapshot of {EMBEDDED_SNAPSHOT_DATE} (Cloud Billing \
+             Catalog API: {why})"
+        ),
+    };
     store_refresh(
         dir,
         ProviderKind::Gcp,
         &regions,
         fetched_at,
         format!(
-            "Compute Engine machineTypes and acceleratorTypes of project {}{}; prices from {} \
-             of {EMBEDDED_SNAPSHOT_DATE}",
+            "Compute Engine machineTypes and acceleratorTypes of project {}{}; {prices}",
             gcp.project,
             endpoint.map(|e| format!(" at {e}")).unwrap_or_default(),
-            flotilla_provider_gcp::PRICE_SOURCE
         ),
         &fetched.offers,
         &plural(types, "machine type", "machine types"),
     )
 }
 
-/// `  us-central1: 3 zones, 40 machine types, 5 accelerator types, 52 offers (4 not offered
-/// any more: left out)`.
+/// `  us-central1: 3 zones, 40 machine types, 5 accelerator types, 52 offers (4 of the
+/// snapshot offered in no zone now: left out; 2 without SKUs: snapshot prices)`.
 fn gcp_region_line(r: &flotilla_provider_gcp::RegionOffers) -> String {
     let mut line = format!(
         "  {}: {}, {}, {}, {}",
@@ -605,11 +638,23 @@ fn gcp_region_line(r: &flotilla_provider_gcp::RegionOffers) -> String {
         plural(r.accelerator_types, "accelerator type", "accelerator types"),
         plural(r.offers, "offer", "offers"),
     );
+    let mut notes = Vec::new();
     if r.unavailable > 0 {
-        line.push_str(&format!(
-            " ({} of the snapshot offered in no zone now: left out)",
+        notes.push(format!(
+            "{} of the snapshot offered in no zone now: left out",
             plural(r.unavailable, "offer", "offers")
         ));
+    }
+    // Only worth saying when some offers did get SKU prices: otherwise the prices line
+    // already says that every offer keeps the snapshot's.
+    if r.billing_priced > 0 && r.snapshot_priced > 0 {
+        notes.push(format!(
+            "{} without SKUs: snapshot prices",
+            plural(r.snapshot_priced, "offer", "offers")
+        ));
+    }
+    if !notes.is_empty() {
+        line.push_str(&format!(" ({})", notes.join("; ")));
     }
     line
 }
@@ -629,6 +674,111 @@ fn region_line(r: &flotilla_provider_aws::RegionOffers) -> String {
             " ({} not in the snapshot here: spot only)",
             plural(r.without_on_demand, "type", "types")
         ));
+    }
+    line
+}
+
+/// `--refresh` for Azure: Linux on-demand and Spot prices from the public Retail Prices API
+/// (no credentials), shaped by the embedded snapshot's rows of each size. Regions: `--region`,
+/// else the provider block's, else every region of the snapshot's Azure offers.
+fn refresh_azure(
+    args: &OffersArgs,
+    config: Option<&flotilla_core::config::Config>,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let embedded = Catalog::embedded();
+    let declared = config
+        .and_then(|c| c.providers.azure.as_ref())
+        .map(|a| a.regions.clone())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| flotilla_provider_azure::snapshot_regions(&embedded));
+    // The API's `armRegionName`s, like the catalog's regions, are lower case.
+    let mut regions = refresh_regions(args, Some(&declared), ProviderKind::Azure)?;
+    for r in &mut regions {
+        *r = r.to_ascii_lowercase();
+    }
+    let mut seen = std::collections::HashSet::new();
+    regions.retain(|r| seen.insert(r.clone()));
+    let url = flotilla_provider_azure::prices_url();
+    crate::printer::info(&format!(
+        "Refreshing Azure offers in {}: Linux on-demand and Spot prices from the Azure Retail \
+         Prices API at {url}; GPUs, vCPUs and memory from the embedded snapshot of \
+         {EMBEDDED_SNAPSHOT_DATE}.",
+        plural(regions.len(), "region", "regions"),
+    ));
+    let fetched_at = SystemTime::now();
+    let fetched = super::plan::runtime()?
+        .block_on(flotilla_provider_azure::fetch_offers(
+            &url,
+            &regions,
+            &embedded,
+            |r| crate::printer::info(&azure_region_line(r)),
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{e}\nhint: the Retail Prices API needs no credentials; check that {url} can be \
+                 reached (or point {} at another one) and that region {} exists (an Azure \
+                 location such as `eastus`); the offers cache was left as it was",
+                flotilla_provider_azure::PRICES_URL_ENV,
+                e.region
+            )
+        })?;
+    let unknown = fetched.unknown_sizes();
+    if unknown > 0 {
+        crate::printer::info(&format!(
+            "  skipped the prices of {} the embedded snapshot does not know (no GPUs, vCPUs or \
+             memory for them)",
+            plural(unknown, "size", "sizes")
+        ));
+    }
+    store_refresh(
+        dir,
+        ProviderKind::Azure,
+        &regions,
+        fetched_at,
+        format!(
+            "Azure Retail Prices API at {url} (Linux on-demand and Spot consumption prices); \
+             GPUs, vCPUs and memory from the embedded snapshot of {EMBEDDED_SNAPSHOT_DATE}"
+        ),
+        &fetched.offers,
+        &format!(
+            "prices from the Azure Retail Prices API ({} in {})",
+            plural(fetched.items(), "item", "items"),
+            plural(fetched.pages(), "page", "pages")
+        ),
+    )
+}
+
+/// `  eastus: 96 price items in 3 pages, 24 on-demand prices and 24 Spot prices, 48 offers
+/// (2 of the snapshot without a price now: left out)`.
+fn azure_region_line(r: &flotilla_provider_azure::RegionOffers) -> String {
+    let mut line = format!(
+        "  {}: {} in {}, {} and {}, {}",
+        r.region,
+        plural(r.items, "price item", "price items"),
+        plural(r.pages, "page", "pages"),
+        plural(r.on_demand, "on-demand price", "on-demand prices"),
+        plural(r.spot, "Spot price", "Spot prices"),
+        plural(r.offers, "offer", "offers"),
+    );
+    let mut notes = Vec::new();
+    if r.unpriced > 0 {
+        notes.push(format!(
+            "{} of the snapshot without a price now: left out",
+            plural(r.unpriced, "offer", "offers")
+        ));
+    }
+    if r.unknown_sizes > 0 {
+        notes.push(format!(
+            "{} unknown to the snapshot: skipped",
+            plural(r.unknown_sizes, "size", "sizes")
+        ));
+    }
+    if r.items == 0 {
+        notes.push("no prices at all: is the region's name right?".to_string());
+    }
+    if !notes.is_empty() {
+        line.push_str(&format!(" ({})", notes.join("; ")));
     }
     line
 }

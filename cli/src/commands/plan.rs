@@ -240,6 +240,13 @@ fn refresh_provider(
             Some(gcp) => Some(Arc::new(flotilla_provider_gcp::GcpProvider::new(gcp)?)),
             None => None,
         },
-        ProviderKind::Azure | ProviderKind::Baremetal => None,
+        // Azure needs the block's subscription and resource group, like GCP its project.
+        ProviderKind::Azure => match &config.providers.azure {
+            Some(azure) => Some(Arc::new(flotilla_provider_azure::AzureProvider::new(
+                azure,
+            )?)),
+            None => None,
+        },
+        ProviderKind::Baremetal => None,
     })
 }

@@ -17,8 +17,8 @@
 
 use crate::catalog::{Offer, ProviderKind};
 use crate::provider::{
-    FailureKind, GatewayRequest, InstanceRequest, Observed, Ownership, Provider, ProviderError,
-    VolumeRequest,
+    FailureKind, GatewayRequest, InstanceRequest, NetworkRequest, Observed, Ownership, Provider,
+    ProviderError, VolumeRequest,
 };
 use crate::state::{
     BoxFuture, LockInfo, Resource, ResourceKind, State, StateError, StateStore, StoredVersion,
@@ -447,6 +447,21 @@ impl Provider for FakeProvider {
                 )
                 .await?;
             self.injected_failure(&request.owner.address)?;
+            // Like an Azure NIC, a node of such a provider needs its region's network.
+            if self.kind.needs_network()
+                && request.network.as_ref().is_none_or(|n| {
+                    n.region != offer.region || !lock(&self.records).contains_key(&n.provider_id)
+                })
+            {
+                return Err(ProviderError::new(
+                    FailureKind::Other,
+                    "InvalidResourceReference",
+                    format!(
+                        "{}: no network in {} to put it in",
+                        request.owner.address, offer.region
+                    ),
+                ));
+            }
             let zone = request
                 .zone
                 .clone()
@@ -671,6 +686,65 @@ impl Provider for FakeProvider {
                 .begin("delete_gateway", &gateway.address, &gateway.region, None)
                 .await?;
             self.remove(gateway)
+        })
+    }
+
+    fn create_network<'a>(
+        &'a self,
+        request: &'a NetworkRequest,
+    ) -> BoxFuture<'a, Result<Resource, ProviderError>> {
+        Box::pin(async move {
+            let _busy = self
+                .begin(
+                    "create_network",
+                    &request.owner.address,
+                    &request.region,
+                    None,
+                )
+                .await?;
+            if !self.kind.needs_network() {
+                return Err(ProviderError::new(
+                    FailureKind::Other,
+                    "NoNetworks",
+                    format!("provider `{}` manages no networks", self.kind),
+                ));
+            }
+            self.injected_failure(&request.owner.address)?;
+            let resource = Resource {
+                address: request.owner.address.clone(),
+                kind: ResourceKind::Network,
+                provider: self.kind,
+                provider_id: self.new_id("vnet"),
+                region: request.region.clone(),
+                zone: String::new(),
+                offer: None,
+                attributes: BTreeMap::new(),
+                dependencies: Vec::new(),
+            };
+            Ok(self.keep(&request.owner, request.owner.token(0), resource))
+        })
+    }
+
+    fn delete_network<'a>(
+        &'a self,
+        network: &'a Resource,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let _busy = self
+                .begin("delete_network", &network.address, &network.region, None)
+                .await?;
+            // Like a subnet in use: refused while a node of its region is there.
+            let in_use = lock(&self.records).values().any(|r| {
+                r.resource.kind == ResourceKind::Instance && r.resource.region == network.region
+            });
+            if in_use {
+                return Err(ProviderError::new(
+                    FailureKind::Other,
+                    "InUseSubnetCannotBeDeleted",
+                    format!("{} is in use by a node", network.address),
+                ));
+            }
+            self.remove(network)
         })
     }
 

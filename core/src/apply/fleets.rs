@@ -23,6 +23,9 @@ pub struct FleetSpec {
     pub tags: BTreeMap<String, String>,
     /// Root disk per node, GiB (the low end of `resources.disk`).
     pub disk_gib: u64,
+    /// The fleet's `max_price`, USD per node-hour, for clouds that take a price cap on spot
+    /// capacity (Azure's `billingProfile.maxPrice`).
+    pub max_price: Option<f64>,
 }
 
 /// The failover source: every fleet of the configuration, by name; and the configuration's
@@ -54,6 +57,7 @@ impl Fleets {
                 cluster: fleet.placement == Placement::Cluster,
                 tags: fleet.tags.clone(),
                 disk_gib: disk.mib().div_ceil(1024),
+                max_price: fleet.max_price,
             });
         }
         fleets.outputs = config

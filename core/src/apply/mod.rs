@@ -48,7 +48,7 @@
 use crate::catalog::{Offer, ProviderKind};
 use crate::plan::graph::{Operation, Step};
 use crate::plan::{Plan, PlanError};
-use crate::provider::{Ownership, Provider, ProviderError};
+use crate::provider::{FailureKind, Ownership, Provider, ProviderError};
 use crate::state::{State, StateError, StateStore, StoredVersion};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -265,20 +265,52 @@ pub enum OpStatus {
     },
 }
 
+/// "no capacity in 2 offers tried (…)", or "over quota …" when quotas stopped every offer: a
+/// quota is raised by asking the cloud, not by waiting, so its message (which names the quota)
+/// is kept.
+fn no_capacity_text(tried: &[(Offer, ProviderError)], limit_reached: bool) -> String {
+    let quotas = tried
+        .iter()
+        .filter(|(_, e)| e.kind == FailureKind::Quota)
+        .count();
+    let what = match quotas {
+        0 => "no capacity",
+        n if n == tried.len() => "over quota",
+        _ => "no capacity or over quota",
+    };
+    let each: Vec<String> = tried
+        .iter()
+        .map(|(o, e)| match e.kind {
+            FailureKind::Quota => format!("{}: {}: {}", offer_label(o), e.code, e.message),
+            _ => format!("{}: {}", offer_label(o), e.code),
+        })
+        .collect();
+    let hint = if quotas > 0 {
+        "ask the cloud for more quota, widen the fleet's providers or regions, or raise --max-offers-tried"
+    } else {
+        "widen the fleet's providers or regions, raise --max-offers-tried, or try again later"
+    };
+    format!(
+        "{what} in {} offer{} tried ({}){}; {hint}",
+        tried.len(),
+        if tried.len() == 1 { "" } else { "s" },
+        each.join(", "),
+        if limit_reached {
+            ", the --max-offers-tried limit"
+        } else {
+            ", every candidate offer"
+        }
+    )
+}
+
 /// Why one operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum OpError {
     /// The provider refused (the cloud's code and message).
     #[error("{0}")]
     Provider(ProviderError),
-    /// Every offer tried had no capacity.
-    #[error(
-        "no capacity in {} offer{} tried ({}){}; widen the fleet's providers or regions, raise --max-offers-tried, or try again later",
-        tried.len(),
-        if tried.len() == 1 { "" } else { "s" },
-        tried.iter().map(|(o, e)| format!("{}: {}", offer_label(o), e.code)).collect::<Vec<_>>().join(", "),
-        if *limit_reached { ", the --max-offers-tried limit" } else { ", every candidate offer" }
-    )]
+    /// Every offer tried had no capacity or was over a quota.
+    #[error("{}", no_capacity_text(tried, *limit_reached))]
     NoCapacity {
         /// Each offer tried and the error it answered.
         tried: Vec<(Offer, ProviderError)>,

@@ -11,13 +11,14 @@ use super::retry::retrying;
 use super::walk::Shared;
 use super::{OpError, ownership};
 use crate::catalog::{Offer, ProviderKind};
-use crate::plan::Change;
 use crate::plan::graph::{Operation, Step};
+use crate::plan::{Action, Change};
 use crate::provider::Ownership;
 use crate::provider::{
-    FailureKind, GatewayRequest, InstanceRequest, Provider, ProviderError, VolumeRequest,
+    FailureKind, GatewayRequest, InstanceRequest, NetworkRequest, Provider, ProviderError,
+    VolumeRequest,
 };
-use crate::state::{Resource, ResourceKind};
+use crate::state::{Resource, ResourceKind, network_address};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ pub(super) async fn execute(shared: &Shared, op: &Operation, slot: Slot) -> Resu
     match (op.step, op.kind) {
         (Step::Create, ResourceKind::Volume) => create_volume(shared, op, change).await,
         (Step::Create, ResourceKind::Gateway) => create_gateway(shared, op, change).await,
+        (Step::Create, ResourceKind::Network) => create_network(shared, op, change).await,
         (Step::Update, kind) => update(shared, op, change, kind).await,
         (Step::Destroy, kind) => destroy(shared, op, kind).await,
         // Instances are made above; a kept resource never gets here.
@@ -237,10 +239,12 @@ async fn create_instance(
                         offer: taken.clone(),
                         zone: (!found.zone.is_empty()).then(|| found.zone.clone()),
                         disk_gib: spec.disk_gib,
+                        max_price: spec.max_price,
                         tags: spec.tags.clone(),
                         placement_group: None,
                         volumes: volumes.clone(),
                         attempt: 0,
+                        network: None,
                     };
                     retrying(&shared.options.retry, &shared.events, op, || {
                         p.update_instance(&found, &request)
@@ -269,16 +273,19 @@ async fn create_instance(
             .or_else(|| {
                 (offer == planned && !planned_zone.is_empty()).then(|| planned_zone.clone())
             });
+        let network = region_network(shared, op, p.as_ref(), &offer).await?;
         let request = InstanceRequest {
             owner: owner.clone(),
             offer: offer.clone(),
             zone,
             disk_gib: spec.disk_gib,
+            max_price: spec.max_price,
             tags: spec.tags.clone(),
             placement_group: (spec.cluster && offer.provider != ProviderKind::Baremetal)
                 .then(|| placement_group(&shared.lineage, &spec.name)),
             volumes: volumes.clone(),
             attempt: u32::try_from(tried.len()).unwrap_or(u32::MAX),
+            network,
         };
         let result = retrying(&shared.options.retry, &shared.events, op, || async {
             shared.limits.create_token(&key).await;
@@ -382,6 +389,12 @@ fn finish_instance(
     }
     r.offer = Some(offer.clone());
     r.dependencies = change.depends_on.clone();
+    if offer.provider.needs_network() {
+        // The node joined its offer's region's network, which a failover may have changed.
+        r.dependencies.retain(|d| !d.starts_with("network."));
+        r.dependencies
+            .push(network_address(offer.provider, &r.region));
+    }
     r.attributes.insert(
         "tags".into(),
         Value::Object(
@@ -459,12 +472,138 @@ async fn create_volume(shared: &Shared, op: &Operation, change: &Change) -> Resu
         }
     };
     let r = finish(r, op, change, kind, after, &VOLUME_KEYS);
+    attach_to_staying_node(shared, op, p.as_ref(), &r).await?;
     Ok(Done {
         provider_id: Some(r.provider_id.clone()),
         offer: None,
         mutation: Mutation::Put(Box::new(r)),
         adopted,
     })
+}
+
+/// A region's network: found (an earlier apply made it) or made, then recorded.
+async fn create_network(shared: &Shared, op: &Operation, change: &Change) -> Result<Done, OpError> {
+    let after = after(change, op)?;
+    let kind = provider_kind(after, op)?;
+    let p = provider(shared, kind)?;
+    let region = string(after, "region");
+    let (r, adopted) = make_network(shared, op, p.as_ref(), &region).await?;
+    let r = finish(r, op, change, kind, after, &[]);
+    Ok(Done {
+        provider_id: Some(r.provider_id.clone()),
+        offer: None,
+        mutation: Mutation::Put(Box::new(r)),
+        adopted,
+    })
+}
+
+/// The network a node on `offer` joins, for a provider whose nodes need one: the one state
+/// records for the offer's region, else (a failover to a region the plan did not choose)
+/// found or made here and recorded before the node is made, so nothing is left unrecorded.
+async fn region_network(
+    shared: &Shared,
+    op: &Operation,
+    p: &dyn Provider,
+    offer: &Offer,
+) -> Result<Option<Resource>, OpError> {
+    if !offer.provider.needs_network() {
+        return Ok(None);
+    }
+    let address = network_address(offer.provider, &offer.region);
+    if let Some(n) = state_resource(shared, &address) {
+        return Ok(Some(n));
+    }
+    let (mut n, _) = make_network(shared, op, p, &offer.region).await?;
+    n.address = address;
+    n.kind = ResourceKind::Network;
+    n.provider = offer.provider;
+    if n.region.is_empty() {
+        n.region = offer.region.clone();
+    }
+    n.offer = None;
+    n.dependencies = Vec::new();
+    let what = n.provider_id.clone();
+    shared
+        .recorder
+        .record(Mutation::Put(Box::new(n.clone())))
+        .await
+        .map_err(|why| OpError::NotRecorded { what, why })?;
+    Ok(Some(n))
+}
+
+/// Finds or makes the network of `region`; whether it was found.
+async fn make_network(
+    shared: &Shared,
+    op: &Operation,
+    p: &dyn Provider,
+    region: &str,
+) -> Result<(Resource, bool), OpError> {
+    let address = network_address(p.kind(), region);
+    let owner = owner(shared, &address);
+    let found = retrying(&shared.options.retry, &shared.events, op, || {
+        p.find(ResourceKind::Network, region, &owner)
+    })
+    .await
+    .map_err(OpError::Provider)?;
+    if let Some(found) = found {
+        return Ok((found, true));
+    }
+    let key: RegionKey = (p.kind(), region.to_string());
+    let request = NetworkRequest {
+        owner: owner.clone(),
+        region: region.to_string(),
+    };
+    let r = retrying(&shared.options.retry, &shared.events, op, || async {
+        shared.limits.create_token(&key).await;
+        p.create_network(&request).await
+    })
+    .await
+    .map_err(OpError::Provider)?;
+    Ok((r, false))
+}
+
+/// Attaches a volume made under a node that stays (the volume was deleted outside flotilla
+/// and is made again): the node is not made again, so nothing else would attach it. A node
+/// that is made or replaced in this apply attaches its volumes itself.
+async fn attach_to_staying_node(
+    shared: &Shared,
+    op: &Operation,
+    p: &dyn Provider,
+    volume: &Resource,
+) -> Result<(), OpError> {
+    let Some(address) = volume.attributes.get("attached_to").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let stays = shared
+        .changes
+        .get(address)
+        .is_some_and(|c| matches!(c.action, Action::NoOp | Action::Update));
+    let node = state_resource(shared, address);
+    let spec = fleet_of(address).and_then(|f| shared.fleets.get(f));
+    let (true, Some(node), Some(spec)) = (stays, node, spec) else {
+        return Ok(());
+    };
+    let Some(offer) = node.offer.clone() else {
+        return Ok(());
+    };
+    let request = InstanceRequest {
+        owner: owner(shared, address),
+        offer,
+        zone: (!node.zone.is_empty()).then(|| node.zone.clone()),
+        disk_gib: spec.disk_gib,
+        max_price: spec.max_price,
+        tags: spec.tags.clone(),
+        placement_group: None,
+        volumes: vec![volume.clone()],
+        attempt: 0,
+        network: None,
+    };
+    retrying(&shared.options.retry, &shared.events, op, || {
+        p.update_instance(&node, &request)
+    })
+    .await
+    .map_err(OpError::Provider)?;
+    Ok(())
 }
 
 fn gateway_request(
@@ -564,10 +703,12 @@ async fn update(
                 offer: offer.clone(),
                 zone: (!existing.zone.is_empty()).then(|| existing.zone.clone()),
                 disk_gib: spec.disk_gib,
+                max_price: spec.max_price,
                 tags: spec.tags.clone(),
                 placement_group: None,
                 volumes: Vec::new(),
                 attempt: 0,
+                network: None,
             };
             let r = retrying(&shared.options.retry, &shared.events, op, || {
                 p.update_instance(&existing, &request)
@@ -594,6 +735,10 @@ async fn update(
             .map_err(OpError::Provider)?;
             finish(r, op, change, existing.provider, after, &GATEWAY_KEYS)
         }
+        // A network has nothing to change in place: the plan never updates one.
+        ResourceKind::Network => {
+            return Err(inconsistent(op, "a network is never updated in place"));
+        }
     };
     Ok(Done {
         provider_id: Some(r.provider_id.clone()),
@@ -619,6 +764,7 @@ async fn destroy(shared: &Shared, op: &Operation, kind: ResourceKind) -> Result<
         ResourceKind::Instance => p.delete_instance(&existing),
         ResourceKind::Volume => p.delete_volume(&existing),
         ResourceKind::Gateway => p.delete_gateway(&existing),
+        ResourceKind::Network => p.delete_network(&existing),
     })
     .await;
     match result {

@@ -23,6 +23,8 @@ aws,g6.2xlarge,us-west-2,,nvidia,L4,1,24,8,32,false,0.978
 gcp,a2-highgpu-1g,us-central1,,nvidia,A100,1,40,12,85,false,3.67
 gcp,a2-ultragpu-1g,us-central1,,nvidia,A100,1,80,12,170,false,5.07
 gcp,a2-highgpu-1g,us-east4,,nvidia,A100,1,40,12,85,false,5.50
+azure,Standard_NC24ads_A100_v4,eastus,,nvidia,A100,1,80,24,220,false,3.67
+azure,Standard_NC24ads_A100_v4,westus2,,nvidia,A100,1,80,24,220,false,3.90
 ";
 
 fn catalog() -> Catalog {
@@ -75,6 +77,7 @@ fleet "{name}" {{
 struct Run {
     aws: Arc<FakeProvider>,
     gcp: Arc<FakeProvider>,
+    azure: Arc<FakeProvider>,
     store: Arc<MemoryStore>,
     events: Arc<Mutex<Vec<Event>>>,
     cancel: CancelToken,
@@ -95,6 +98,7 @@ impl Run {
         Run {
             aws: Arc::new(aws),
             gcp: Arc::new(gcp),
+            azure: Arc::new(FakeProvider::new(ProviderKind::Azure)),
             store: Arc::new(MemoryStore::new()),
             events: Arc::new(Mutex::new(Vec::new())),
             cancel: CancelToken::new(),
@@ -141,6 +145,7 @@ impl Run {
         let providers: BTreeMap<ProviderKind, Arc<dyn Provider>> = BTreeMap::from([
             (ProviderKind::Aws, self.aws.clone() as Arc<dyn Provider>),
             (ProviderKind::Gcp, self.gcp.clone() as Arc<dyn Provider>),
+            (ProviderKind::Azure, self.azure.clone() as Arc<dyn Provider>),
         ]);
         let report = apply(
             &plan,
@@ -1030,4 +1035,249 @@ fleet "a" {
         }
     ));
     run.version = None;
+}
+
+/// `nodes` A100 nodes on Azure in `regions`.
+fn azure(nodes: u32, regions: &str) -> String {
+    format!(
+        r#"
+provider "azure" {{
+  subscription_id = "00000000-0000-0000-0000-000000000000"
+  resource_group  = "rg"
+}}
+fleet "az" {{
+  nodes     = {nodes}
+  providers = ["azure"]
+  regions   = [{regions}]
+  resources {{ gpu = "A100:1" }}
+}}
+"#
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_region_network_is_made_before_its_nodes_and_destroyed_after_them() {
+    let mut run = Run::new();
+    let hcl = azure(2, r#""eastus""#);
+    let report = run.apply(&hcl).await;
+    assert!(report.is_success(), "{report:#?}");
+    let calls = run.azure.calls();
+    let network = position(&calls, "create_network", "network.azure.eastus");
+    for i in 0..2 {
+        let address = format!("fleet.az[{i}]");
+        assert!(network < position(&calls, "create_instance", &address));
+        let node = run.state.get(&address).unwrap();
+        assert_eq!(node.dependencies, vec!["network.azure.eastus".to_string()]);
+    }
+    let net = run.state.get("network.azure.eastus").expect("recorded");
+    assert_eq!(net.kind, ResourceKind::Network);
+    assert_eq!(net.region, "eastus");
+    let (again, _) = run.plan(&hcl, &PlanOptions::default());
+    assert!(!again.has_changes(), "{:#?}", again.changes);
+
+    // Destroy: the fake refuses to delete a network a node still uses, so success means the
+    // network went last.
+    let destroy = PlanOptions {
+        destroy: true,
+        ..PlanOptions::default()
+    };
+    let report = run.apply_with(&hcl, &destroy, EventSink::none()).await;
+    assert!(report.is_success(), "{report:#?}");
+    assert!(run.state.resources.is_empty(), "{:#?}", run.state.resources);
+    let calls = run.azure.calls();
+    let gone = position(&calls, "delete_network", "network.azure.eastus");
+    for i in 0..2 {
+        let address = format!("fleet.az[{i}]");
+        assert!(position(&calls, "delete_instance", &address) < gone);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fleet_moving_region_takes_a_new_network_and_leaves_the_old_one_last() {
+    let mut run = Run::new();
+    assert!(run.apply(&azure(1, r#""eastus""#)).await.is_success());
+    let hcl = azure(1, r#""westus2""#);
+    let (plan, _) = run.plan(&hcl, &PlanOptions::default());
+    let action = |a: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.address == a)
+            .map(|c| c.action)
+    };
+    assert_eq!(
+        action("network.azure.westus2"),
+        Some(crate::plan::Action::Create)
+    );
+    assert_eq!(
+        action("network.azure.eastus"),
+        Some(crate::plan::Action::Delete)
+    );
+    let report = run.apply(&hcl).await;
+    assert!(report.is_success(), "{report:#?}");
+    let addresses: Vec<&str> = run
+        .state
+        .resources
+        .iter()
+        .map(|r| r.address.as_str())
+        .collect();
+    assert!(
+        addresses.contains(&"network.azure.westus2"),
+        "{addresses:?}"
+    );
+    assert!(
+        !addresses.contains(&"network.azure.eastus"),
+        "{addresses:?}"
+    );
+    assert_eq!(run.state.get("fleet.az[0]").unwrap().region, "westus2");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_into_another_region_makes_and_records_that_regions_network() {
+    let faults = FakeFaults {
+        capacity: vec!["eastus:Standard_NC24ads_A100_v4".into()],
+        ..FakeFaults::default()
+    };
+    let mut run = Run::new();
+    run.azure = Arc::new(FakeProvider::new(ProviderKind::Azure).with_faults(faults));
+    let hcl = azure(1, r#""eastus", "westus2""#);
+    let report = run.apply(&hcl).await;
+    assert!(report.is_success(), "{report:#?}");
+    let node = run.state.get("fleet.az[0]").unwrap();
+    assert_eq!(node.region, "westus2");
+    assert_eq!(node.dependencies, vec!["network.azure.westus2".to_string()]);
+    assert!(run.state.get("network.azure.westus2").is_some());
+    // The planned region's network is now unused: the next plan removes it, and keeps the
+    // node and the network it is in.
+    let (again, _) = run.plan(&hcl, &PlanOptions::default());
+    let changed: Vec<(&str, crate::plan::Action)> = again
+        .changes
+        .iter()
+        .filter(|c| c.action != crate::plan::Action::NoOp)
+        .map(|c| (c.address.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        changed,
+        vec![("network.azure.eastus", crate::plan::Action::Delete)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_volume_deleted_outside_flotilla_is_made_again_and_attached_to_its_node() {
+    let mut run = Run::new();
+    let hcl = web(1);
+    assert!(run.apply(&hcl).await.is_success());
+    let volume = run.state.get("volume.data[0]").unwrap().clone();
+    let node_id = run.state.get("fleet.web[0]").unwrap().provider_id.clone();
+    run.aws
+        .delete_volume(&volume)
+        .await
+        .expect("deleted outside flotilla");
+
+    // The refresh a plan makes finds it gone; the node stays.
+    let observed: BTreeMap<String, crate::provider::Observed> = run
+        .state
+        .resources
+        .iter()
+        .map(|r| {
+            let o = if r.address == "volume.data[0]" {
+                crate::provider::Observed::Gone
+            } else {
+                crate::provider::Observed::Exists(r.clone())
+            };
+            (r.address.clone(), o)
+        })
+        .collect();
+    run.state = crate::plan::refresh(&run.state, &observed).state;
+    let report = run.apply(&hcl).await;
+    assert!(report.is_success(), "{report:#?}");
+    let made = run.state.get("volume.data[0]").unwrap().provider_id.clone();
+    assert_ne!(made, volume.provider_id);
+    let node = run
+        .aws
+        .resources()
+        .into_iter()
+        .find(|r| r.provider_id == node_id)
+        .expect("the node stays");
+    assert_eq!(node.attributes["volumes"], serde_json::json!([made]));
+}
+
+#[test]
+fn a_targeted_azure_node_brings_its_network_along() {
+    let run = Run::new();
+    let targeted = PlanOptions {
+        targets: vec!["fleet.az[1]".to_string()],
+        ..PlanOptions::default()
+    };
+    let (plan, _) = run.plan(&azure(3, r#""eastus""#), &targeted);
+    let addresses: Vec<&str> = plan.changes.iter().map(|c| c.address.as_str()).collect();
+    assert_eq!(addresses, ["fleet.az[1]", "network.azure.eastus"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_volume_replaced_under_a_kept_node_takes_the_node_along() {
+    let mut run = Run::new();
+    assert!(run.apply(&web(1)).await.is_success());
+    let node_id = run.state.get("fleet.web[0]").unwrap().provider_id.clone();
+    let smaller = web(1).replace(r#"size = "100GB""#, r#"size = "50GB""#);
+    let (plan, _) = run.plan(&smaller, &PlanOptions::default());
+    let change = |a: &str| plan.changes.iter().find(|c| c.address == a).unwrap();
+    assert_eq!(
+        change("volume.data[0]").action,
+        crate::plan::Action::Replace
+    );
+    let node = change("fleet.web[0]");
+    assert_eq!(node.action, crate::plan::Action::Replace);
+    assert!(
+        node.reason
+            .contains("its volume volume.data[0] is replaced"),
+        "{}",
+        node.reason
+    );
+
+    let report = run.apply(&smaller).await;
+    assert!(report.is_success(), "{report:#?}");
+    let calls = run.aws.calls();
+    // The node goes before its disk, and the new node is made with the new disk.
+    assert!(
+        position(&calls, "delete_instance", "fleet.web[0]")
+            < position(&calls, "delete_volume", "volume.data[0]")
+    );
+    let node = run.state.get("fleet.web[0]").unwrap();
+    assert_ne!(node.provider_id, node_id);
+    let volume = run.state.get("volume.data[0]").unwrap();
+    assert_eq!(volume.attributes["size_gib"], serde_json::json!(50.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_stopped_only_by_quotas_says_so_and_names_the_quota() {
+    let faults = FakeFaults {
+        quota: vec!["a2-highgpu-1g".to_string(), "a2-ultragpu-1g".to_string()],
+        ..FakeFaults::default()
+    };
+    let mut run = Run::with(
+        FakeProvider::new(ProviderKind::Aws),
+        FakeProvider::new(ProviderKind::Gcp).with_faults(faults),
+    );
+    let hcl = format!(
+        r#"{PROVIDERS}
+fleet "q" {{
+  providers = ["gcp"]
+  resources {{ gpu = "A100:1" }}
+}}
+"#
+    );
+    let report = run.apply(&hcl).await;
+    let error = report
+        .failed()
+        .find_map(|o| match &o.status {
+            OpStatus::Failed { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .expect("the node fails");
+    assert!(error.starts_with("over quota in 2 offers tried"), "{error}");
+    assert!(
+        error.contains("Quota 'GPUS_ALL_REGIONS' exceeded"),
+        "{error}"
+    );
+    assert!(error.contains("ask the cloud for more quota"), "{error}");
 }

@@ -67,6 +67,13 @@ impl ProviderKind {
         }
     }
 
+    /// Whether this provider's nodes need a network flotilla makes for them, one per region
+    /// (`network.azure.eastus`): Azure VMs need a virtual network and subnet, which the user
+    /// does not write; the other clouds have a default network and bare metal has its own.
+    pub fn needs_network(self) -> bool {
+        self == ProviderKind::Azure
+    }
+
     /// Parse a provider name as written in fleet files and on the command line.
     pub fn parse(s: &str) -> Option<ProviderKind> {
         ProviderKind::ALL.into_iter().find(|p| p.as_str() == s)

@@ -165,6 +165,26 @@ pub struct AzureProvider {
     pub image: Option<String>,
     /// API endpoint override (a fake).
     pub endpoint: Option<String>,
+    /// The VMs' admin user; default [`AzureProvider::DEFAULT_ADMIN_USER`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_user: Option<String>,
+    /// The admin user's SSH public key: the key itself (`ssh-ed25519 AAAA…`) or the path of a
+    /// `.pub` file; default the first of `~/.ssh/id_{ed25519,ecdsa,rsa}.pub` (read by the
+    /// provider when it makes a VM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssh_public_key: Option<String>,
+}
+
+impl AzureProvider {
+    /// The admin user when the block names none.
+    pub const DEFAULT_ADMIN_USER: &'static str = "azureuser";
+
+    /// The VMs' admin user: `admin_user`, else [`AzureProvider::DEFAULT_ADMIN_USER`].
+    pub fn admin_user(&self) -> &str {
+        self.admin_user
+            .as_deref()
+            .unwrap_or(Self::DEFAULT_ADMIN_USER)
+    }
 }
 
 /// `provider "baremetal" { host "…" { … } … }`.

@@ -2,7 +2,9 @@
 //!
 //! Three passes, each over config maps in name order so the plan is deterministic:
 //! 1. nodes: for each fleet, keep the nodes in state that still satisfy it, then place the
-//!    others (cluster group, volume pins, free hosts, cheapest offer);
+//!    others (cluster group, volume pins, free hosts, cheapest offer); then the networks the
+//!    placed nodes need (one per provider+region, for providers such as Azure whose nodes
+//!    need a network the user does not write), which the nodes depend on;
 //! 2. volumes: one per node of the mounting fleet, following its node's placement;
 //! 3. gateways: in front of their target fleets' nodes, updated in place when they change.
 //!
@@ -13,7 +15,7 @@ use super::select::{self, Candidates, Group, Pin};
 use super::{Action, Change, Cost, FleetOffers, Plan, PlanError, PlanOptions, StateRef, Summary};
 use crate::catalog::{Catalog, Offer, ProviderKind};
 use crate::config::{Config, Fleet, Placement};
-use crate::state::{Resource, ResourceKind, State};
+use crate::state::{Resource, ResourceKind, State, network_address};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -103,6 +105,36 @@ pub(super) fn plan(
         // A host freed by a node that moved off it is free again only for the next plan: a
         // plan never hands one host to two nodes.
 
+        // A volume replaced under a node that would stay takes its node along: no provider
+        // can delete a disk that is still attached, and a node is given its volumes only
+        // when it is made.
+        for (fleet_name, nodes) in fleet_nodes.iter_mut() {
+            let fleet = &config.fleets[*fleet_name];
+            for n in nodes.iter_mut() {
+                if !matches!(n.action, Action::NoOp | Action::Update) {
+                    continue;
+                }
+                for volume_name in &fleet.volumes {
+                    let address = format!("volume.{volume_name}[{}]", n.index);
+                    let change = volume_change(
+                        config,
+                        volume_name,
+                        &address,
+                        n,
+                        existing.get(address.as_str()).copied(),
+                        replace.contains(address.as_str()),
+                    )?;
+                    if change.action == Action::Replace {
+                        n.action = Action::Replace;
+                        n.reason = format!(
+                            "its volume {address} is replaced, and a disk cannot be swapped under a running node"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+
         for (fleet_name, nodes) in &fleet_nodes {
             let fleet = &config.fleets[*fleet_name];
             for n in nodes {
@@ -113,6 +145,12 @@ pub(super) fn plan(
                 ));
             }
         }
+
+        // Pass 1c: the networks those nodes join (`network.azure.eastus`), each made before
+        // the first node of its region and kept while any node is there.
+        let networks = plan_networks(&mut changes, &existing);
+        changes.extend(networks.values().cloned());
+        let networks: HashSet<String> = networks.into_keys().collect();
 
         // Pass 2: volumes follow their nodes.
         for (fleet_name, nodes) in &fleet_nodes {
@@ -175,7 +213,7 @@ pub(super) fn plan(
 
         // Whatever state holds that is no longer desired goes.
         for r in &state.resources {
-            if is_desired(config, &mounts, &gateways, &r.address) {
+            if is_desired(config, &mounts, &gateways, &r.address) || networks.contains(&r.address) {
                 continue;
             }
             let reason = removal_reason(config, &r.address);
@@ -897,6 +935,60 @@ fn delete_change(r: &Resource, reason: &str) -> Change {
     }
 }
 
+/// The networks the node changes in `changes` need, as changes (created when state has none,
+/// else kept), keyed by address; each node that needs one is made to depend on it.
+fn plan_networks(
+    changes: &mut [Change],
+    existing: &HashMap<&str, &Resource>,
+) -> BTreeMap<String, Change> {
+    let mut networks = BTreeMap::new();
+    for c in changes.iter_mut() {
+        let Some(after) = c
+            .after
+            .as_ref()
+            .filter(|_| c.kind == ResourceKind::Instance)
+        else {
+            continue;
+        };
+        let provider = after
+            .get("provider")
+            .and_then(Value::as_str)
+            .and_then(ProviderKind::parse);
+        let region = after.get("region").and_then(Value::as_str).unwrap_or("");
+        let Some(provider) = provider.filter(|p| p.needs_network()) else {
+            continue;
+        };
+        let address = network_address(provider, region);
+        c.depends_on.push(address.clone());
+        networks.entry(address.clone()).or_insert_with(|| {
+            // Regional: no zone to show.
+            let mut attrs = Map::with_capacity(2);
+            attrs.insert("provider".into(), Value::from(provider.as_str()));
+            attrs.insert("region".into(), Value::from(region));
+            let before = existing.get(address.as_str()).map(|r| resource_attrs(r));
+            let (action, reason) = match before {
+                Some(_) => (Action::NoOp, "in use".to_string()),
+                None => (
+                    Action::Create,
+                    format!("{provider} nodes in {region} need a network"),
+                ),
+            };
+            Change {
+                address,
+                kind: ResourceKind::Network,
+                action,
+                reason,
+                depends_on: vec![],
+                before,
+                after: Some(attrs),
+                forces_replacement: vec![],
+                notes: vec![],
+            }
+        });
+    }
+    networks
+}
+
 /// Splits `fleet.train[12]` into (`fleet.train`, Some(12)) for address order.
 fn address_key(address: &str) -> (String, Option<u64>, String) {
     match address.strip_suffix(']').and_then(|s| s.rsplit_once('[')) {
@@ -961,6 +1053,7 @@ fn removal_reason(config: &Config, address: &str) -> String {
                 }
             }
         },
+        "network" => "no node uses it any more".into(),
         "gateway" => {
             if config.gateways.contains_key(name) {
                 "its targets have no nodes".into()

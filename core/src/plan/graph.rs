@@ -9,7 +9,9 @@
 //! - a destroy comes before the destroys of what it depended on (a gateway before its targets,
 //!   an instance before its volumes);
 //! - a replace's destroy comes before its create;
-//! - a gateway update that drops a target comes before that target's destroy.
+//! - a gateway update that drops a target comes before that target's destroy;
+//! - a network's destroy comes after every other destroy: whatever ran in it is gone first,
+//!   also a node that failed over into its region and so never named it in the plan.
 //!
 //! A cycle is reported with the full cycle, so the user can see which references form it.
 
@@ -140,6 +142,22 @@ pub fn build(plan: &Plan) -> Result<OperationGraph, PlanError> {
             }
             if let Some(&destroy) = down.get(target) {
                 graph.add_edge(update, destroy, ());
+            }
+        }
+    }
+    // Networks go last: a subnet still in use cannot be deleted.
+    let network_destroys: Vec<NodeIndex> = graph
+        .node_indices()
+        .filter(|&n| graph[n].kind == ResourceKind::Network && graph[n].step == Step::Destroy)
+        .collect();
+    if !network_destroys.is_empty() {
+        let others: Vec<NodeIndex> = graph
+            .node_indices()
+            .filter(|&n| graph[n].kind != ResourceKind::Network && graph[n].step == Step::Destroy)
+            .collect();
+        for &net in &network_destroys {
+            for &other in &others {
+                graph.add_edge(other, net, ());
             }
         }
     }

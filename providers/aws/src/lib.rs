@@ -235,6 +235,8 @@ impl Provider for AwsProvider {
                 ResourceKind::Instance => instances::find(self, region, owner).await,
                 ResourceKind::Volume => volumes::find(self, region, owner).await,
                 ResourceKind::Gateway => gateways::find(self, region, owner).await,
+                // This provider's nodes use the default network; it makes none.
+                ResourceKind::Network => Ok(None),
             }
         })
     }

@@ -39,6 +39,7 @@ pub(crate) async fn refresh(
             ResourceKind::Gateway => {
                 gateway_regions.insert(&r.region);
             }
+            ResourceKind::Network => {}
         }
     }
 
@@ -103,6 +104,8 @@ pub(crate) async fn refresh(
                 Some(lb) => Observed::Exists(gateway(p, r, lb, &address_of).await?),
                 None => Observed::Gone,
             },
+            // Never made on AWS (see `ProviderKind::needs_network`): nothing to read.
+            ResourceKind::Network => Observed::Exists(r.clone()),
         };
         out.push(observed);
     }

@@ -19,19 +19,26 @@
 //!   `QUOTA_EXCEEDED` is regional, so it fails the offer at once as
 //!   [`FailureKind::Quota`], naming the quota, and the executor skips the rest of the region.
 //! - **Offers**: [`fetch_offers`] lists the regions' machine and accelerator types for
-//!   `flotilla offers --refresh` (prices stay the embedded snapshot's, see [`PRICE_SOURCE`]).
+//!   `flotilla offers --refresh` and prices them from the Cloud Billing Catalog API's Compute
+//!   Engine SKUs (vCPUs, memory and GPUs per region and usage type), with the same
+//!   credentials as Compute; where the API refuses or has no SKU for a part, the embedded
+//!   snapshot's price stays, and [`PriceSource`] says which (see [`PRICE_SOURCE`]).
 //! - **Refresh is batched**: one `aggregatedList` per project and lineage for instances,
 //!   disks, forwarding rules and target pools (paginated, filtered by label or name), instead
 //!   of one call per resource.
 
 mod api;
+mod billing;
 mod catalog;
 mod gateways;
 mod instances;
 mod refresh;
 mod volumes;
 
-pub use catalog::{FetchedOffers, PRICE_SOURCE, RefreshError, RegionOffers, fetch_offers};
+pub use billing::BILLING_ENDPOINT_ENV;
+pub use catalog::{
+    FetchedOffers, PRICE_SOURCE, PriceSource, Progress, RefreshError, RegionOffers, fetch_offers,
+};
 use flotilla_core::catalog::ProviderKind;
 use flotilla_core::provider::{
     FailureKind, GatewayRequest, InstanceRequest, Observed, Ownership, Provider, ProviderError,
@@ -233,6 +240,8 @@ impl Provider for GcpProvider {
                 ResourceKind::Instance => instances::find(self, region, owner).await,
                 ResourceKind::Volume => volumes::find(self, region, owner).await,
                 ResourceKind::Gateway => gateways::find(self, region, owner).await,
+                // This provider's nodes use the default network; it makes none.
+                ResourceKind::Network => Ok(None),
             }
         })
     }

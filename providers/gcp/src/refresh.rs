@@ -62,6 +62,8 @@ pub(crate) async fn refresh(
                     (None, _) => Observed::Gone,
                 }
             }
+            // Never made on GCP (see `ProviderKind::needs_network`): nothing to read.
+            ResourceKind::Network => Observed::Exists(r.clone()),
         };
         out.push(observed);
     }

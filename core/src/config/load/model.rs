@@ -169,6 +169,44 @@ impl Rules<'_, '_> {
     }
 }
 
+/// `admin_user` of `provider "azure"`, checked against Azure's rules for a Linux admin
+/// user name (what ARM would refuse only when the first VM is made).
+fn azure_admin_user(src: &Source, attrs: &Attrs<'_>, cx: &mut Cx, what: &str) -> Option<String> {
+    const RESERVED: [&str; 12] = [
+        "admin",
+        "administrator",
+        "root",
+        "guest",
+        "user",
+        "user1",
+        "test",
+        "test1",
+        "sys",
+        "support",
+        "server",
+        "adm",
+    ];
+    let user = cx.string(src, attrs, "admin_user", what)?;
+    let ok = (1..=64).contains(&user.len())
+        && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && !RESERVED.contains(&user.as_str());
+    if !ok && let Some(attr) = attrs.get("admin_user") {
+        cx.bad_value(
+            src,
+            attr,
+            what,
+            "a Linux user name Azure accepts (lowercase letters, digits, `_` and `-`, \
+             at most 64, not a reserved name such as `admin` or `root`), e.g. \"azureuser\"",
+            &hcl::Value::from(user.clone()),
+        );
+        return None;
+    }
+    Some(user)
+}
+
 /// The span of element `i` of a list written literally, else of the whole value.
 fn element_span(expr: &EditExpr, i: usize, len: usize) -> Range<usize> {
     match expr {
@@ -268,6 +306,8 @@ fn providers(top: &Top<'_>, cx: &mut Cx) -> Providers {
                         "regions",
                         "image",
                         "endpoint",
+                        "admin_user",
+                        "ssh_public_key",
                     ],
                     &[],
                 );
@@ -294,6 +334,10 @@ fn providers(top: &Top<'_>, cx: &mut Cx) -> Providers {
                         .unwrap_or_default(),
                     image: cx.string(src, &attrs, "image", &what),
                     endpoint: cx.string(src, &attrs, "endpoint", &what),
+                    admin_user: azure_admin_user(src, &attrs, cx, &what),
+                    ssh_public_key: cx
+                        .string(src, &attrs, "ssh_public_key", &what)
+                        .filter(|k| !k.trim().is_empty()),
                 });
             }
             ProviderKind::Baremetal => {

@@ -671,6 +671,28 @@ fn missing_required_attributes() {
 }
 
 #[test]
+fn azure_admin_user_and_ssh_key() {
+    let c = ok("provider \"azure\" {\n  subscription_id = \"s\"\n  resource_group = \"g\"\n}\n");
+    let azure = c.providers.azure.expect("azure");
+    assert_eq!(azure.admin_user(), "azureuser");
+    assert_eq!(azure.ssh_public_key, None);
+    let c = ok(concat!(
+        "provider \"azure\" {\n  subscription_id = \"s\"\n  resource_group = \"g\"\n",
+        "  admin_user = \"ml_ops\"\n  ssh_public_key = \"~/.ssh/k.pub\"\n}\n"
+    ));
+    let azure = c.providers.azure.expect("azure");
+    assert_eq!(azure.admin_user(), "ml_ops");
+    assert_eq!(azure.ssh_public_key.as_deref(), Some("~/.ssh/k.pub"));
+    for bad in ["root", "Admin", "9lives", ""] {
+        let d = error(&format!(
+            "provider \"azure\" {{\n  subscription_id = \"s\"\n  resource_group = \"g\"\n  admin_user = \"{bad}\"\n}}\n"
+        ));
+        assert!(d.message.contains("admin_user"), "{bad}: {}", d.message);
+        assert_eq!(at(&d), "main.hcl:4:16", "{bad}");
+    }
+}
+
+#[test]
 fn baremetal_without_hosts() {
     let d = error("provider \"baremetal\" {}\n");
     assert_eq!(d.message, "provider `baremetal` declares no hosts");
