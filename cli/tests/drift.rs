@@ -209,9 +209,12 @@ fn a_saved_plan_recreates_what_its_refresh_found_deleted() {
     let p = Project::new(FLEET);
     applied(&p);
     std::fs::remove_file(fake_record(&p, &id_of(&p, "fleet.web[0]"))).unwrap();
-    let o = p.run(&["plan", "--out", "drift.plan"]);
+    // In the project, not in the test's working directory.
+    let saved = p.path().join("drift.plan");
+    let saved = saved.to_str().unwrap();
+    let o = p.run(&["plan", "--out", saved]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = p.run(&["apply", "drift.plan"]);
+    let o = p.run(&["apply", saved]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     assert!(
         stdout(&o).contains("Apply complete! Resources: 1 added, 1 changed, 0 destroyed."),
