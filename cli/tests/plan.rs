@@ -256,3 +256,40 @@ fn graph_prints_dot_and_mermaid() {
     // Every node of the fleet points at the gateway.
     assert_eq!(m.matches("-->").count(), 6, "{m}");
 }
+
+#[test]
+fn the_readme_plan_command_runs_offline_and_leaves_the_repository_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run -p flotilla -- plan "))
+        .expect("README.md shows a `cargo run -p flotilla -- plan` command");
+    let args: Vec<&str> = line
+        .trim_start_matches("cargo run -p flotilla -- ")
+        .split_whitespace()
+        .collect();
+    // Where the README's state path points, relative to the repository, but in a temp dir so
+    // that parallel test runs stay apart.
+    let tmp = tempfile::tempdir().unwrap();
+    let state_at = args.iter().position(|a| *a == "--state").expect("--state");
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let state = tmp.path().join("example.state.json");
+    args[state_at + 1] = state.to_str().unwrap().to_string();
+    let o = flotilla()
+        .current_dir(&root)
+        .args(&args)
+        .env_remove("FLOTILLA_STATE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{line}: {}", stderr(&o));
+    assert!(stdout(&o).contains("Plan: 32 to add"), "{}", stdout(&o));
+    // The plan wrote no state and nothing in the example's directory.
+    assert!(!state.exists());
+    let example: Vec<String> = std::fs::read_dir(root.join("fixtures/examples/llm-pretraining"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(example.iter().all(|f| f.ends_with(".hcl")), "{example:?}");
+}
