@@ -42,6 +42,11 @@ provider "azure" {{
     )
 }
 
+/// A fleet file of `body` (HCL) under the `provider "azure"` block of `lineage`, in eastus.
+fn in_eastus(lineage: &str, body: &str) -> String {
+    format!("{}{body}", provider(lineage, r#""eastus""#))
+}
+
 /// A working directory for `fleet` (given the test's lineage) with [`CATALOG`].
 fn workdir(fleet: impl Fn(&str) -> String) -> Workdir {
     let w = Workdir::new("");
@@ -52,37 +57,37 @@ fn workdir(fleet: impl Fn(&str) -> String) -> Workdir {
 
 /// A training fleet with one volume per node behind a gateway, and a spot batch node.
 fn example(lineage: &str) -> String {
-    format!(
-        r#"{}
-volume "ckpt" {{
+    in_eastus(
+        lineage,
+        r#"
+volume "ckpt" {
   size = "50GB"
-}}
+}
 
-fleet "train" {{
+fleet "train" {
   nodes       = 2
   spot_policy = "on-demand"
-  resources {{
+  resources {
     gpu  = "T4:1"
     disk = "120GB.."
-  }}
+  }
   volumes = [volume.ckpt]
-  tags    = {{ team = "llm", "Cost Center" = "ML/Ops" }}
-}}
+  tags    = { team = "llm", "Cost Center" = "ML/Ops" }
+}
 
-fleet "batch" {{
+fleet "batch" {
   nodes       = 1
   spot_policy = "spot"
-  resources {{
+  resources {
     gpu = "T4:1"
-  }}
-}}
+  }
+}
 
-gateway "api" {{
+gateway "api" {
   targets = [fleet.train]
   port    = 8000
-}}
+}
 "#,
-        provider(lineage, r#""eastus""#)
     )
 }
 
@@ -972,18 +977,18 @@ fn a_deleted_vm_shows_as_gone_and_apply_makes_it_again() {
 fn a_spot_fleets_max_price_caps_its_vms_price() {
     let arm = Arm::get();
     let w = workdir(|l| {
-        format!(
-            r#"{}
-fleet "cheap" {{
+        in_eastus(
+            l,
+            r#"
+fleet "cheap" {
   nodes       = 1
   spot_policy = "spot"
   max_price   = 0.25
-  resources {{
+  resources {
     gpu = "T4:1"
-  }}
-}}
+  }
+}
 "#,
-            provider(l, r#""eastus""#)
         )
     });
     apply(&w);
@@ -1025,18 +1030,18 @@ fn sku_not_available_fails_over_to_the_next_offer() {
 fn a_cluster_fleet_shares_one_proximity_placement_group() {
     let arm = Arm::get();
     let w = workdir(|l| {
-        format!(
-            r#"{}
-fleet "ring" {{
+        in_eastus(
+            l,
+            r#"
+fleet "ring" {
   nodes       = 2
   placement   = "cluster"
   spot_policy = "on-demand"
-  resources {{
+  resources {
     gpu = "T4:1"
-  }}
-}}
+  }
+}
 "#,
-            provider(l, r#""eastus""#)
         )
     });
     apply(&w);
@@ -1174,17 +1179,17 @@ fn without_an_ssh_key_apply_fails_clearly_and_makes_no_vm() {
 fn an_evicted_spot_vm_shows_as_gone_and_apply_makes_it_again() {
     let arm = Arm::get();
     let w = workdir(|l| {
-        format!(
-            r#"{}
-fleet "batch" {{
+        in_eastus(
+            l,
+            r#"
+fleet "batch" {
   nodes       = 1
   spot_policy = "spot"
-  resources {{
+  resources {
     gpu = "T4:1"
-  }}
-}}
+  }
+}
 "#,
-            provider(l, r#""eastus""#)
         )
     });
     apply(&w);
