@@ -193,10 +193,9 @@ pub(crate) async fn wait(
     let clients = p.clients().await?;
     let mut op = json(&op);
     let name = op["name"].as_str().unwrap_or_default().to_string();
-    let deadline = tokio::time::Instant::now() + p.options.wait_timeout;
-    let mut delay = p.options.poll_interval;
+    let mut backoff = Backoff::new(p);
     while op["status"].as_str() != Some("DONE") {
-        if tokio::time::Instant::now() >= deadline {
+        if !backoff.pause().await {
             return Err(other(
                 "WaitTimeout",
                 format!(
@@ -205,8 +204,6 @@ pub(crate) async fn wait(
                 ),
             ));
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(p.options.max_poll_interval);
         let got = match scope {
             Scope::Zone(zone) => clients
                 .zone_operations
@@ -515,9 +512,33 @@ pub(crate) fn region_of(zone: &str) -> &str {
     zone.rsplit_once('-').map_or(zone, |(r, _)| r)
 }
 
-/// Sleeps between polls of a resource that is not ready yet.
-pub(crate) async fn pause(d: Duration) {
-    tokio::time::sleep(d).await;
+/// The rhythm of every wait in this crate (operations, instances, disks): a first pause of
+/// `poll_interval` growing by half up to `max_poll_interval`, until `wait_timeout` is over.
+pub(crate) struct Backoff {
+    deadline: tokio::time::Instant,
+    delay: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts the clock of one wait.
+    pub(crate) fn new(p: &GcpProvider) -> Backoff {
+        Backoff {
+            deadline: tokio::time::Instant::now() + p.options.wait_timeout,
+            delay: p.options.poll_interval,
+            max: p.options.max_poll_interval,
+        }
+    }
+
+    /// Pauses before the next poll; `false` (without pausing) once the wait timed out.
+    pub(crate) async fn pause(&mut self) -> bool {
+        if tokio::time::Instant::now() >= self.deadline {
+            return false;
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 3 / 2).min(self.max);
+        true
+    }
 }
 
 #[cfg(test)]

@@ -469,8 +469,7 @@ pub(crate) async fn get(
 
 /// Waits until the instance runs.
 async fn wait_running(p: &GcpProvider, zone: &str, name: &str) -> Result<Value, ProviderError> {
-    let deadline = tokio::time::Instant::now() + p.options.wait_timeout;
-    let mut delay = p.options.poll_interval;
+    let mut backoff = api::Backoff::new(p);
     loop {
         let Some(inst) = get(p, zone, name).await? else {
             return Err(gone(&format!("instance {name} in {zone}")));
@@ -488,14 +487,12 @@ async fn wait_running(p: &GcpProvider, zone: &str, name: &str) -> Result<Value, 
                 ));
             }
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !backoff.pause().await {
             return Err(other(
                 "WaitTimeout",
                 format!("gave up waiting for instance {name} to run"),
             ));
         }
-        api::pause(delay).await;
-        delay = (delay * 3 / 2).min(p.options.max_poll_interval);
     }
 }
 

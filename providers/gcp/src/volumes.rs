@@ -240,8 +240,7 @@ pub(crate) async fn get(
 
 /// Waits until the disk can be attached.
 async fn wait_ready(p: &GcpProvider, zone: &str, name: &str) -> Result<Value, ProviderError> {
-    let deadline = tokio::time::Instant::now() + p.options.wait_timeout;
-    let mut delay = p.options.poll_interval;
+    let mut backoff = api::Backoff::new(p);
     loop {
         let disk = get(p, zone, name)
             .await?
@@ -256,14 +255,12 @@ async fn wait_ready(p: &GcpProvider, zone: &str, name: &str) -> Result<Value, Pr
             }
             _ => {}
         }
-        if tokio::time::Instant::now() >= deadline {
+        if !backoff.pause().await {
             return Err(other(
                 "WaitTimeout",
                 format!("gave up waiting for disk {name} to be ready"),
             ));
         }
-        api::pause(delay).await;
-        delay = (delay * 3 / 2).min(p.options.max_poll_interval);
     }
 }
 
